@@ -1,0 +1,338 @@
+"""The event vocabulary of mmbot: market data, strategy output, commands and events.
+
+Everything that crosses a component boundary is one of these frozen, slotted dataclasses.
+
+Conventions:
+    * Time is integer nanoseconds since the Unix epoch (or since the start of a simulation).
+      Every market event carries ``ts_exchange_ns`` (the venue's clock) and ``ts_local_ns``
+      (our receive time); the engine runs on ``ts_local_ns``.
+    * Prices and quantities are floats in the hot path (price in quote currency, quantity in
+      units of the base asset). Rounding to a venue tick or lot happens once, in
+      ``bot.orders``, at the order boundary.
+    * Commands are imperative nouns (``PlaceOrder``, ``CancelOrder``); events are past tense
+      (``OrderFilled``, ``RiskStateChanged``).
+    * Book levels are ``(price, quantity)`` tuples; in a ``BookDelta`` a quantity of 0 removes
+      the level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum, IntEnum
+
+NS_PER_SECOND = 1_000_000_000
+
+Level = tuple[float, float]
+"""A book level: ``(price, quantity)``."""
+
+
+class Side(IntEnum):
+    """Order side; the value is the sign of the inventory change when an order of this side fills."""
+
+    BUY = 1
+    SELL = -1
+
+    @property
+    def opposite(self) -> Side:
+        """Return the other side."""
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class Liquidity(Enum):
+    """Whether a fill added liquidity (maker) or took it (taker)."""
+
+    MAKER = "maker"
+    TAKER = "taker"
+
+
+class RiskState(Enum):
+    """Trading state of the risk gate.
+
+    ACTIVE quotes both sides; REDUCING only quotes the side that reduces inventory; HALTED
+    sends nothing new (cancels are always allowed) until an explicit reset.
+    """
+
+    ACTIVE = "ACTIVE"
+    REDUCING = "REDUCING"
+    HALTED = "HALTED"
+
+
+class DenyReason(Enum):
+    """Why the risk gate refused or trimmed a quote."""
+
+    HALTED = "halted"
+    INVENTORY_CAP = "inventory_cap"
+    SPREAD_FLOOR = "spread_floor"
+    CROSSES_TOUCH = "crosses_touch"
+    MAX_ORDER_SIZE = "max_order_size"
+    MAX_NOTIONAL = "max_notional"
+    PRICE_BAND = "price_band"
+    STALE_BOOK = "stale_book"
+    INVALID_BOOK = "invalid_book"
+    ORDER_RATE = "order_rate"
+    INVALID_QUOTE = "invalid_quote"
+
+
+class HaltReason(Enum):
+    """Why the kill-switch tripped."""
+
+    DRAWDOWN = "drawdown"
+    LOSS_LIMIT = "loss_limit"
+    MANUAL = "manual"
+
+
+# --------------------------------------------------------------------------------------------
+# Market data
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BookSnapshot:
+    """A full replacement of one side or both sides of the L2 book.
+
+    ``bids`` are sorted best (highest) first, ``asks`` best (lowest) first. ``sequence`` is the
+    venue's update id of the snapshot (0 when the venue has none).
+    """
+
+    ts_exchange_ns: int
+    ts_local_ns: int
+    symbol: str
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+    sequence: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BookDelta:
+    """Changed levels of the L2 book; a level with quantity 0 is removed.
+
+    Quantities are absolute (the new quantity at the price), not increments.
+    """
+
+    ts_exchange_ns: int
+    ts_local_ns: int
+    symbol: str
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+    sequence: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """A public trade. ``aggressor`` is the side of the taker (BUY lifted an ask)."""
+
+    ts_exchange_ns: int
+    ts_local_ns: int
+    symbol: str
+    price: float
+    qty: float
+    aggressor: Side
+    trade_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BookInvalid:
+    """The feed lost sync (gap, checksum mismatch, corrupt data); quotes must be pulled."""
+
+    ts_exchange_ns: int
+    ts_local_ns: int
+    symbol: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """A clock tick with no market data: lets stale-data guards and status lines run."""
+
+    ts_exchange_ns: int
+    ts_local_ns: int
+    symbol: str = ""
+
+
+MarketEvent = BookSnapshot | BookDelta | Trade | BookInvalid | Timer
+
+
+# --------------------------------------------------------------------------------------------
+# Strategy output
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """One desired resting order. ``level`` is 0 for the touch-most level of a ladder."""
+
+    side: Side
+    price: float
+    qty: float
+    level: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteSet:
+    """What a strategy wants resting now, with the model's diagnostics.
+
+    ``bids`` are ordered from the best (highest) price outwards, ``asks`` likewise (lowest first).
+    ``reservation_price`` and ``half_spread`` are the model's numbers before any ladder, snapping
+    or risk adjustment, in price units; they feed the status line and reports.
+    """
+
+    bids: tuple[Quote, ...]
+    asks: tuple[Quote, ...]
+    reservation_price: float
+    half_spread: float
+
+    @staticmethod
+    def empty(reservation_price: float = float("nan")) -> QuoteSet:
+        """Return a quote set that wants nothing resting."""
+        return QuoteSet((), (), reservation_price, float("nan"))
+
+
+@dataclass(frozen=True, slots=True)
+class MarketState:
+    """Everything a strategy may look at when it quotes; built by the engine per event.
+
+    Units: prices in quote currency, ``sigma`` in price per sqrt(second), ``intensity_a`` in
+    1/second, ``intensity_k`` in 1/price, ``inventory`` in base-asset units.
+    """
+
+    ts_ns: int
+    mid: float
+    best_bid: float
+    best_ask: float
+    tick_size: float
+    inventory: float
+    sigma: float
+    intensity_a: float
+    intensity_k: float
+
+
+# --------------------------------------------------------------------------------------------
+# Commands (engine -> execution venue)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrder:
+    """Place a limit order. Price and quantity are already snapped to tick and lot."""
+
+    ts_ns: int
+    client_order_id: str
+    symbol: str
+    side: Side
+    price: float
+    qty: float
+    post_only: bool = True
+    level: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    """Cancel one working order."""
+
+    ts_ns: int
+    client_order_id: str
+    symbol: str
+
+
+Command = PlaceOrder | CancelOrder
+
+
+# --------------------------------------------------------------------------------------------
+# Order events (execution venue -> engine)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAccepted:
+    """The venue accepted the order; it rests on the book from ``ts_ns`` on."""
+
+    ts_ns: int
+    client_order_id: str
+    venue_order_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRejected:
+    """The venue refused the order (post-only would cross, invalid, insufficient funds ...)."""
+
+    ts_ns: int
+    client_order_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFilled:
+    """A (partial) execution of one of our orders.
+
+    ``fee`` is in quote currency, positive when paid, negative for a rebate. ``remaining_qty``
+    is what is still working on the order after this fill (0 when complete).
+    """
+
+    ts_ns: int
+    client_order_id: str
+    side: Side
+    price: float
+    qty: float
+    remaining_qty: float
+    fee: float
+    liquidity: Liquidity
+    trade_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCanceled:
+    """The order is gone from the venue; no more fills can arrive for it."""
+
+    ts_ns: int
+    client_order_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCancelRejected:
+    """A cancel was refused, typically because the order had already filled or was unknown."""
+
+    ts_ns: int
+    client_order_id: str
+    reason: str
+
+
+OrderEvent = OrderAccepted | OrderRejected | OrderFilled | OrderCanceled | OrderCancelRejected
+
+
+# --------------------------------------------------------------------------------------------
+# Risk events
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RiskDenied:
+    """The risk gate refused (or trimmed) a desired quote."""
+
+    ts_ns: int
+    side: Side
+    price: float
+    qty: float
+    reason: DenyReason
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RiskStateChanged:
+    """The risk gate moved between ACTIVE, REDUCING and HALTED."""
+
+    ts_ns: int
+    old: RiskState
+    new: RiskState
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RiskDecision:
+    """Outcome of one risk check: the approved quotes plus every denial and state change."""
+
+    approved: QuoteSet
+    state: RiskState
+    denials: tuple[RiskDenied, ...] = field(default_factory=tuple)
+    changes: tuple[RiskStateChanged, ...] = field(default_factory=tuple)
+    cancel_all: bool = False
