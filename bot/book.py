@@ -1,0 +1,277 @@
+"""The L2 order book of one symbol: snapshots, absolute deltas, best-of-book and depth queries.
+
+Each side keeps a dict from *signed* price to quantity and a list of the signed prices in
+ascending order. The signed price is ``price`` for bids and ``-price`` for asks (the ``Side``
+value is exactly that sign), so on both sides the best level is the *last* element of the list:
+best-of-book is O(1), and the levels that change most (near the touch) are inserted and removed
+close to the end of the list, where ``bisect.insort`` and ``del`` shift little. Negation is exact
+in floating point, so equal wire prices always hit the same key; keys are never rounded.
+
+Corrupt data never reaches the strategy: an event with a non-finite or non-positive price, or a
+non-finite or negative quantity, is rejected whole before anything is mutated, and a book that
+ends up crossed is marked invalid. Both raise ``DataError``. An invalid book ignores deltas until
+the next good snapshot, because deltas applied on top of a broken state cannot repair it.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+
+from bot.errors import DataError
+from bot.events import BookDelta, BookSnapshot, Level, Side
+
+_INF = float("inf")
+_NAN = float("nan")
+
+
+class _BookSide:
+    """One side of the book, stored as signed prices so that the best level is the last key."""
+
+    __slots__ = ("keys", "qty", "sign")
+
+    def __init__(self, sign: float) -> None:
+        self.sign = sign
+        self.keys: list[float] = []
+        self.qty: dict[float, float] = {}
+
+    def replace(self, levels: tuple[Level, ...]) -> None:
+        """Replace every level with ``levels``; a repeated price keeps its last quantity."""
+        sign = self.sign
+        # Drop zeros only after de-duplicating, so (p, 1.0), (p, 0.0) ends like a delta would.
+        latest = {sign * price: qty for price, qty in levels}
+        self.qty = {key: qty for key, qty in latest.items() if qty != 0.0}
+        self.keys = sorted(self.qty)
+
+    def update(self, levels: tuple[Level, ...]) -> None:
+        """Set absolute quantities; a quantity of 0 removes the level (missing is fine)."""
+        sign = self.sign
+        keys = self.keys
+        book = self.qty
+        for price, qty in levels:
+            key = sign * price
+            if qty == 0.0:
+                if book.pop(key, None) is not None:
+                    del keys[bisect_left(keys, key)]
+            else:
+                if key not in book:
+                    insort(keys, key)
+                book[key] = qty
+
+
+def _first_bad_level(levels: tuple[Level, ...]) -> Level | None:
+    """Return the first level that must not enter the book, or None when all are good."""
+    for level in levels:
+        price, qty = level
+        # Chained comparisons are False for NaN, so one test per value covers NaN, inf and sign.
+        if not (0.0 < price < _INF and 0.0 <= qty < _INF):
+            return level
+    return None
+
+
+class OrderBook:
+    """L2 order book for one symbol, fed by ``BookSnapshot`` and ``BookDelta`` events.
+
+    The book starts invalid ("no snapshot yet") and becomes valid with the first good snapshot.
+    Queries read the stored levels whether or not the book is valid; callers that act on prices
+    (strategy, risk) must check ``valid`` first.
+
+    Attributes:
+        symbol: The instrument this book belongs to.
+        sequence: ``sequence`` of the last applied event.
+        last_update_ns: ``ts_local_ns`` of the last applied event.
+        updates: Number of events applied (snapshots and deltas).
+        ignored_deltas: Number of deltas dropped because the book was invalid.
+    """
+
+    __slots__ = (
+        "_asks",
+        "_bids",
+        "_invalid_reason",
+        "ignored_deltas",
+        "last_update_ns",
+        "sequence",
+        "symbol",
+        "updates",
+    )
+
+    def __init__(self, symbol: str) -> None:
+        """Create an empty, invalid book for ``symbol``; it becomes valid with a snapshot."""
+        self.symbol = symbol
+        self._bids = _BookSide(float(Side.BUY))
+        self._asks = _BookSide(float(Side.SELL))
+        self._invalid_reason = "no snapshot yet"
+        self.sequence = 0
+        self.last_update_ns = 0
+        self.updates = 0
+        self.ignored_deltas = 0
+
+    # ----------------------------------------------------------------------------------------
+    # Updates
+    # ----------------------------------------------------------------------------------------
+
+    def apply(self, event: BookSnapshot | BookDelta) -> None:
+        """Apply a snapshot (replaces both sides) or a delta (absolute quantities).
+
+        A good snapshot makes the book valid. While the book is invalid, deltas are counted in
+        ``ignored_deltas`` and otherwise ignored: the feed has to resync with a snapshot.
+
+        Args:
+            event: The market-data event; its ``symbol`` must be this book's symbol.
+
+        Raises:
+            DataError: The event belongs to another symbol (the book is left untouched), holds
+                a non-finite or non-positive price or a non-finite or negative quantity (the
+                book is marked invalid and nothing of the event is applied), or leaves the book
+                crossed (the event is applied and the book marked invalid).
+        """
+        if event.symbol != self.symbol:
+            raise DataError(f"{self.symbol}: book got an event for {event.symbol!r}")
+        is_snapshot = isinstance(event, BookSnapshot)
+        if not is_snapshot and self._invalid_reason:
+            self.ignored_deltas += 1
+            return
+        self._validate(event.bids, "bid")
+        self._validate(event.asks, "ask")
+        if is_snapshot:
+            self._bids.replace(event.bids)
+            self._asks.replace(event.asks)
+        else:
+            self._bids.update(event.bids)
+            self._asks.update(event.asks)
+        self.sequence = event.sequence
+        self.last_update_ns = event.ts_local_ns
+        self.updates += 1
+        if self.is_crossed():
+            reason = (
+                f"crossed book: best bid {self.best_bid!r} >= best ask {self.best_ask!r} "
+                f"(sequence {event.sequence})"
+            )
+            self.invalidate(reason)
+            raise DataError(f"{self.symbol}: {reason}")
+        if is_snapshot:
+            self._invalid_reason = ""
+
+    def invalidate(self, reason: str) -> None:
+        """Mark the book invalid (sequence gap, ``BookInvalid`` event, corrupt data).
+
+        Args:
+            reason: Why; kept in ``invalid_reason`` until the next good snapshot.
+        """
+        # An empty reason would read as "valid", so always keep something to show.
+        self._invalid_reason = reason or "invalidated"
+
+    def _validate(self, levels: tuple[Level, ...], side_name: str) -> None:
+        """Raise ``DataError`` (and invalidate) if any level in ``levels`` is corrupt."""
+        bad = _first_bad_level(levels)
+        if bad is None:
+            return
+        price, qty = bad
+        reason = (
+            f"corrupt {side_name} level (price={price!r}, qty={qty!r}): price must be finite "
+            "and > 0, qty finite and >= 0"
+        )
+        self.invalidate(reason)
+        raise DataError(f"{self.symbol}: {reason}")
+
+    # ----------------------------------------------------------------------------------------
+    # State
+    # ----------------------------------------------------------------------------------------
+
+    @property
+    def valid(self) -> bool:
+        """Whether the book is in sync and uncrossed, so its prices may be quoted against."""
+        return not self._invalid_reason
+
+    @property
+    def invalid_reason(self) -> str:
+        """Why the book is invalid; empty while it is valid."""
+        return self._invalid_reason
+
+    def is_crossed(self) -> bool:
+        """Return True when both sides are present and the best bid is >= the best ask."""
+        bids = self._bids.keys
+        asks = self._asks.keys
+        return bool(bids) and bool(asks) and bids[-1] >= -asks[-1]
+
+    # ----------------------------------------------------------------------------------------
+    # Best of book
+    # ----------------------------------------------------------------------------------------
+
+    @property
+    def best_bid(self) -> float:
+        """The highest bid price, or nan when there are no bids."""
+        keys = self._bids.keys
+        return keys[-1] if keys else _NAN
+
+    @property
+    def best_ask(self) -> float:
+        """The lowest ask price, or nan when there are no asks."""
+        keys = self._asks.keys
+        return -keys[-1] if keys else _NAN
+
+    @property
+    def best_bid_qty(self) -> float:
+        """The quantity at the best bid, or 0.0 when there are no bids."""
+        side = self._bids
+        return side.qty[side.keys[-1]] if side.keys else 0.0
+
+    @property
+    def best_ask_qty(self) -> float:
+        """The quantity at the best ask, or 0.0 when there are no asks."""
+        side = self._asks
+        return side.qty[side.keys[-1]] if side.keys else 0.0
+
+    @property
+    def mid(self) -> float:
+        """The mid price, or nan unless both sides have a level."""
+        bids = self._bids.keys
+        asks = self._asks.keys
+        if bids and asks:
+            return (bids[-1] + -asks[-1]) * 0.5
+        return _NAN
+
+    @property
+    def spread(self) -> float:
+        """Best ask minus best bid, or nan unless both sides have a level."""
+        bids = self._bids.keys
+        asks = self._asks.keys
+        if bids and asks:
+            return -asks[-1] - bids[-1]
+        return _NAN
+
+    # ----------------------------------------------------------------------------------------
+    # Depth
+    # ----------------------------------------------------------------------------------------
+
+    def _side(self, side: Side) -> _BookSide:
+        return self._bids if side is Side.BUY else self._asks
+
+    def qty_at(self, side: Side, price: float) -> float:
+        """Return the quantity resting at ``price`` on ``side`` (BUY = bids), 0.0 if no level."""
+        book_side = self._side(side)
+        return book_side.qty.get(book_side.sign * price, 0.0)
+
+    def depth(self, side: Side, n: int) -> list[Level]:
+        """Return up to ``n`` levels of ``side`` (BUY = bids), best first."""
+        if n <= 0:
+            return []
+        book_side = self._side(side)
+        sign = book_side.sign
+        qty = book_side.qty
+        return [(sign * key, qty[key]) for key in book_side.keys[-1 : -n - 1 : -1]]
+
+    def cumulative_qty(self, side: Side, price: float) -> float:
+        """Return the total quantity on ``side`` at prices at or better than ``price``.
+
+        Better means higher for bids and lower for asks: this is the quantity that trades before
+        (or together with) a resting order at ``price``.
+        """
+        book_side = self._side(side)
+        keys = book_side.keys
+        qty = book_side.qty
+        start = bisect_left(keys, book_side.sign * price)
+        return sum([qty[key] for key in keys[start:]], 0.0)
+
+    def levels(self, side: Side) -> int:
+        """Return the number of price levels on ``side`` (BUY = bids)."""
+        return len(self._side(side).keys)

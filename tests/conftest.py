@@ -1,0 +1,28 @@
+"""Shared fixtures: the recorded exchange feeds in ../shared/data and a clean environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """Return ../shared/data; skip when it is absent unless MMBOT_REQUIRE_SHARED_DATA=1."""
+    if not SHARED_DATA.is_dir():
+        if os.environ.get("MMBOT_REQUIRE_SHARED_DATA") == "1":
+            pytest.fail(f"MMBOT_REQUIRE_SHARED_DATA=1 but {SHARED_DATA} is missing")
+        pytest.skip(f"recorded feeds not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _no_mmbot_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep a developer's MMBOT_* settings out of the tests (except the data switch)."""
+    for name in list(os.environ):
+        if name.startswith("MMBOT_") and name != "MMBOT_REQUIRE_SHARED_DATA":
+            monkeypatch.delenv(name)
