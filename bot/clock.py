@@ -1,4 +1,4 @@
-"""Clocks: one scheduling interface for virtual time (simulation, replay) and wall time (paper, live).
+"""Clocks: one scheduling interface for virtual time (simulate, replay) and wall time (paper, live).
 
 Components that need to act later (the simulated venue activating an order after its entry
 latency, a cancel acknowledgement) call ``scheduler.call_at(ts_ns, callback)``. Under a

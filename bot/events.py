@@ -27,7 +27,7 @@ Level = tuple[float, float]
 
 
 class Side(IntEnum):
-    """Order side; the value is the sign of the inventory change when an order of this side fills."""
+    """Order side; the value is the sign of the inventory change when such an order fills."""
 
     BUY = 1
     SELL = -1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -20,7 +21,9 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
            "error": logging.ERROR}
 
 
-def _mask_secrets(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _mask_secrets(
+    _: Any, __: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     for key in event_dict:
         if any(marker in key.lower() for marker in _SECRET_KEYS):
             event_dict[key] = "***"
@@ -39,7 +42,7 @@ class _Tee:
         self._console_renderer = structlog.dev.ConsoleRenderer(colors=False)
         self._json_renderer = structlog.processors.JSONRenderer()
 
-    def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> str:
+    def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> str:
         level = _LEVELS.get(event_dict.get("level", "info"), logging.INFO)
         if self._json is not None and level >= self._file_level:
             self._json.write(str(self._json_renderer(logger, method_name, dict(event_dict))))

@@ -96,7 +96,7 @@ class ModelSettings(_Section):
 class RiskSettings(_Section):
     """Limits of the pre-trade gate. ``inf`` (or a missing value) disables a limit."""
 
-    max_inventory: float = Field(10.0, gt=0)
+    max_inventory: float = Field(10.0, gt=0, allow_inf_nan=False)
     min_half_spread_ticks: float = Field(0.0, ge=0)
     min_half_spread_bps: float = Field(0.0, ge=0)
     enforce_touch: bool = True
@@ -106,7 +106,15 @@ class RiskSettings(_Section):
     max_order_notional: float = Field(math.inf, gt=0)
     price_band_bps: float = Field(math.inf, gt=0)
     max_book_age_ms: int = Field(0, ge=0, description="0 disables the stale-book guard")
-    max_orders_per_s: float = Field(math.inf, gt=0)
+    max_orders_per_s: float = Field(math.inf, gt=0, description="whole number, or inf")
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> RiskSettings:
+        if math.isfinite(self.max_orders_per_s) and not self.max_orders_per_s.is_integer():
+            raise ValueError("max_orders_per_s must be a whole number of orders, or inf")
+        if self.min_half_spread_bps >= self.price_band_bps:
+            raise ValueError("min_half_spread_bps must be below price_band_bps")
+        return self
 
 
 class OrderSettings(_Section):
@@ -128,7 +136,6 @@ class SimVenueSettings(_Section):
     taker_fee_bps: float = Field(5.0, ge=0)
     queue_power: float = Field(2.0, gt=0)
     post_only_reject: bool = True
-    seed: int = 0
 
 
 class SimMarketSettings(_Section):
@@ -146,7 +153,9 @@ class RunSettings(_Section):
 
     out_dir: Path = Path("runs")
     status_interval_s: float = Field(1.0, gt=0)
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "warning", description="console level; the JSON log in the run directory gets all"
+    )
 
 
 class Settings(BaseSettings):
@@ -174,7 +183,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_strategy(self) -> Settings:
         s = self.strategy
-        if s.kind == "fixed_spread" and (s.half_spread_bps is None) == (s.half_spread_ticks is None):
+        both_or_neither = (s.half_spread_bps is None) == (s.half_spread_ticks is None)
+        if s.kind == "fixed_spread" and both_or_neither:
             raise ValueError(
                 "strategy.half_spread_bps or strategy.half_spread_ticks: "
                 "exactly one must be set for kind = 'fixed_spread'"
@@ -194,8 +204,8 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, _TomlSource(settings_cls))
 
 
-_toml_data: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
-    "mmbot_toml_data", default={}
+_toml_data: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "mmbot_toml_data", default=None
 )
 
 
@@ -203,11 +213,11 @@ class _TomlSource(PydanticBaseSettingsSource):
     """The TOML file read by ``load_settings``, lowest priority above the defaults."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        data = _toml_data.get()
+        data = _toml_data.get() or {}
         return data.get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return dict(_toml_data.get())
+        return dict(_toml_data.get() or {})
 
 
 def _check_environment(environ: dict[str, str]) -> None:

@@ -60,7 +60,9 @@ def test_environment_overrides_file_and_keeps_other_fields(
     assert settings.risk.max_loss == 50
 
 
-def test_cli_overrides_win_over_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_overrides_win_over_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write(tmp_path, "[risk]\nmax_inventory = 3\nmax_loss = 50\n")
     monkeypatch.setenv("MMBOT_RISK__MAX_INVENTORY", "7")
     settings = load_settings(path, merge_overrides(("risk.max_inventory", 9.0)))

@@ -1,0 +1,213 @@
+"""Build the engine's components from settings, and the run directory around a run.
+
+Every mode (paper, replay, live) goes through these builders, so a setting means the same
+thing everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bot.clock import Scheduler
+from bot.engine import Engine, ModelInputs, Status
+from bot.errors import ConfigError
+from bot.journal import Journal
+from bot.orders import OrderManager, OrderManagerConfig
+from bot.settings import Settings, snapshot
+from risk.gate import RiskGate, RiskLimits
+from strategies.avellaneda_stoikov import ASParams, AvellanedaStoikov
+from strategies.base import Strategy
+from strategies.fixed_spread import FixedSpread, FixedSpreadParams
+from strategies.glft import GLFTAsymptotic, GLFTExact, GLFTExactParams, GLFTParams
+from strategies.ladder import LadderParams
+from strategies.volatility import VolatilityEstimator
+
+NS = 1_000_000_000
+
+
+def build_ladder(settings: Settings) -> LadderParams:
+    """Return the ladder parameters of the configured strategy."""
+    lad = settings.strategy.ladder
+    return LadderParams(
+        order_qty=lad.order_qty,
+        levels=lad.levels,
+        spacing_ticks=lad.spacing_ticks if lad.levels > 1 else None,
+        size_decay=lad.size_decay,
+        inventory_shaping=lad.inventory_shaping,
+        max_inventory=settings.risk.max_inventory if lad.inventory_shaping else None,
+    )
+
+
+def build_strategy(settings: Settings) -> Strategy:
+    """Return the configured quoting model."""
+    s = settings.strategy
+    ladder = build_ladder(settings)
+    try:
+        if s.kind == "avellaneda_stoikov":
+            return AvellanedaStoikov(ASParams(
+                gamma=s.gamma, ladder=ladder, centre=s.centre, horizon=s.horizon,
+                session_s=s.session_s, rolling_horizon_s=s.rolling_horizon_s,
+            ))
+        if s.kind == "glft":
+            return GLFTAsymptotic(GLFTParams(
+                gamma=s.gamma, ladder=ladder, drift=s.drift, skew_scale=s.skew_scale,
+            ))
+        if s.kind == "glft_exact":
+            return GLFTExact(GLFTExactParams(
+                gamma=s.gamma, ladder=ladder, q_max=s.q_max, horizon=s.horizon,
+                session_s=s.session_s, rolling_horizon_s=s.rolling_horizon_s,
+            ))
+        return FixedSpread(FixedSpreadParams(
+            ladder=ladder, half_spread_bps=s.half_spread_bps,
+            half_spread_ticks=s.half_spread_ticks,
+        ))
+    except ValueError as exc:
+        raise ConfigError("strategy", str(exc)) from exc
+
+
+def build_gate(settings: Settings) -> RiskGate:
+    """Return the risk gate with the configured limits."""
+    r = settings.risk
+    try:
+        return RiskGate(RiskLimits(
+            max_inventory=r.max_inventory,
+            min_half_spread_ticks=r.min_half_spread_ticks,
+            min_half_spread_bps=r.min_half_spread_bps,
+            enforce_touch=r.enforce_touch,
+            max_drawdown=r.max_drawdown,
+            max_loss=r.max_loss,
+            max_order_qty=r.max_order_qty,
+            max_order_notional=r.max_order_notional,
+            price_band_bps=r.price_band_bps,
+            max_book_age_ns=r.max_book_age_ms * 1_000_000,
+            max_orders_per_s=r.max_orders_per_s,
+        ))
+    except ValueError as exc:
+        raise ConfigError("risk", str(exc)) from exc
+
+
+def build_order_manager(settings: Settings, run_tag: str = "") -> OrderManager:
+    """Return the order manager; ``run_tag`` makes client order ids unique per run."""
+    m, o = settings.market, settings.orders
+    return OrderManager(OrderManagerConfig(
+        symbol=m.symbol, tick_size=m.tick_size, lot_size=m.lot_size, min_qty=m.min_qty,
+        min_notional=m.min_notional, requote_ticks=o.requote_ticks,
+        max_order_age_ns=round(o.max_order_age_s * NS), post_only=o.post_only,
+        client_id_prefix=f"{o.client_id_prefix}{run_tag}",
+    ))
+
+
+def build_engine(settings: Settings, clock: Scheduler, journal: Journal | None, log: Any,
+                 on_status: Any = None, run_tag: str = "") -> Engine:
+    """Return an engine wired from settings (the venue is attached by the caller)."""
+    model = settings.model
+    estimator = None
+    if model.estimate_sigma:
+        estimator = VolatilityEstimator(
+            interval_ns=model.sigma_interval_ms * 1_000_000,
+            window=model.sigma_window,
+            min_samples=model.sigma_min_samples,
+        )
+    return Engine(
+        symbol=settings.market.symbol,
+        tick_size=settings.market.tick_size,
+        clock=clock,
+        strategy=build_strategy(settings),
+        gate=build_gate(settings),
+        orders=build_order_manager(settings, run_tag),
+        model=ModelInputs(model.sigma, model.intensity_a, model.intensity_k),
+        sigma_estimator=estimator,
+        journal=journal,
+        log=log,
+        status_interval_ns=round(settings.run.status_interval_s * NS),
+        on_status=on_status,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RunDir:
+    """The folder of one run: config snapshot, journal, logs, summary."""
+
+    path: Path
+
+    @property
+    def journal(self) -> Path:
+        """SQLite journal of orders, fills and risk events."""
+        return self.path / "journal.sqlite"
+
+    @property
+    def log(self) -> Path:
+        """JSON-lines log."""
+        return self.path / "log.jsonl"
+
+    @property
+    def summary(self) -> Path:
+        """Summary JSON written at the end of the run."""
+        return self.path / "summary.json"
+
+    def write_json(self, name: str, obj: dict[str, Any]) -> Path:
+        """Write ``obj`` as pretty JSON into the run directory."""
+        target = self.path / name
+        target.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
+        return target
+
+
+def make_run_dir(settings: Settings, mode: str) -> RunDir:
+    """Create a fresh run directory under ``run.out_dir`` and snapshot the config into it."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    safe_symbol = "".join(c if c.isalnum() or c in "-_" else "_" for c in settings.market.symbol)
+    base = settings.run.out_dir / f"{stamp}-{mode}-{settings.market.venue}-{safe_symbol}"
+    path = base
+    n = 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    path.mkdir(parents=True)
+    run = RunDir(path)
+    run.write_json("config.json", snapshot(settings))
+    return run
+
+
+def run_tag_now() -> str:
+    """Return a short per-run tag for client order ids (base-36 seconds)."""
+    n = int(time.time()) % (36**5)
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    for _ in range(5):
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+    return out
+
+
+def format_status(status: Status) -> str:
+    """Render the compact one-line status printed every second."""
+    t = datetime.fromtimestamp(status.ts_ns / NS, UTC).strftime("%H:%M:%S")
+    sigma_flag = "" if status.sigma_estimated else "(cfg)"
+    book = "" if status.book_valid else " BOOK-INVALID"
+    return (
+        f"{t} mid {_f(status.mid)} r {_f(status.reservation)} "
+        f"bid {_f(status.bid)} ask {_f(status.ask)} spr {_f(status.spread)} "
+        f"q {status.position:+.4g} pnl {status.pnl:+.4f} "
+        f"sigma {status.sigma:.4g}{sigma_flag} {status.state.value}{book} "
+        f"fills {status.fills}"
+    )
+
+
+def _f(x: float) -> str:
+    return f"{x:.4f}" if math.isfinite(x) else "-"
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    return obj

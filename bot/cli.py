@@ -1,0 +1,142 @@
+"""The ``mmbot`` command line (contract in DESIGN.md).
+
+``--json`` prints exactly one JSON object on stdout; logs go to stderr and to the run
+directory. Exit codes: 0 success, 2 bad usage or bad config (the message names the field),
+1 runtime failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bot.errors import ConfigError, MmbotError, SafetyError
+from bot.settings import Settings, load_settings, merge_overrides
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a non-negative number, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser with every verb implemented so far."""
+    parser = argparse.ArgumentParser(
+        prog="mmbot",
+        description="Avellaneda-Stoikov market-making bot: paper, live and replay.",
+    )
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    sim = sub.add_parser(
+        "simulate",
+        help="the Avellaneda-Stoikov 2008 experiment (Table 1) through the real engine",
+        description=(
+            "Run the AS 2008 experiment: s0=100, T=1 s, sigma=2, dt=0.005, k=1.5, A=140, "
+            "unit orders; the 'inventory' strategy quotes around the reservation price, the "
+            "'symmetric' one the same spread around the mid. Same paths for both."
+        ),
+    )
+    sim.add_argument("--gamma", type=_non_negative_float, default=0.1,
+                     help="risk aversion gamma (default 0.1)")
+    sim.add_argument("--paths", type=_positive_int, default=1000, help="number of paths")
+    sim.add_argument("--seed", type=int, default=1, help="random seed")
+    sim.add_argument("--workers", type=_positive_int, default=None,
+                     help="processes to use (default: number of CPUs)")
+    sim.add_argument("--json", action="store_true", help="print one JSON object")
+
+    paper = sub.add_parser("paper", help="paper trade: live-like feed, simulated fills")
+    paper.add_argument("--venue", default=None, help="market data venue (only 'sim' so far)")
+    paper.add_argument("--symbol", default=None, help="symbol (default from the config)")
+    paper.add_argument("--config", type=Path, default=None, help="TOML config file")
+    paper.add_argument("--duration", type=_positive_float, default=None,
+                       help="stop after this many seconds (default: until Ctrl-C)")
+    paper.add_argument("--fill-model", choices=["queue", "trade-through", "touch"], default=None)
+    paper.add_argument("--out", type=Path, default=None, help="parent folder of run directories")
+    paper.add_argument("--speed", type=_positive_float, default=1.0,
+                       help="simulated market only: seconds of market per wall second")
+    paper.add_argument("--json", action="store_true",
+                       help="no status lines; print the summary as one JSON object")
+    return parser
+
+
+def _print_json(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def _settings_for_paper(args: argparse.Namespace) -> Settings:
+    overrides = merge_overrides(
+        ("market.venue", args.venue),
+        ("market.symbol", args.symbol),
+        ("sim_venue.fill_model", args.fill_model),
+        ("run.out_dir", str(args.out) if args.out is not None else None),
+    )
+    return load_settings(args.config, overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.verb == "simulate":
+            from bot.simulate import run_simulation
+
+            result = run_simulation(args.gamma, args.paths, args.seed, workers=args.workers)
+            if args.json:
+                _print_json(result)
+            else:
+                from bot.simulate import format_table
+
+                sys.stdout.write(format_table(result) + "\n")
+            return EXIT_OK
+        if args.verb == "paper":
+            from bot.paper import run_paper
+
+            settings = _settings_for_paper(args)
+            summary = run_paper(settings, duration_s=args.duration, json_output=args.json,
+                                speed=args.speed)
+            if args.json:
+                _print_json(summary)
+            return EXIT_OK
+    except ConfigError as exc:
+        sys.stderr.write(f"mmbot: config error: {exc}\n")
+        return EXIT_USAGE
+    except SafetyError as exc:
+        sys.stderr.write(f"mmbot: refused: {exc}\n")
+        return EXIT_USAGE
+    except MmbotError as exc:
+        sys.stderr.write(f"mmbot: error: {exc}\n")
+        return EXIT_RUNTIME
+    except KeyboardInterrupt:
+        return EXIT_RUNTIME
+    parser.error(f"unknown verb {args.verb}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

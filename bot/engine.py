@@ -1,0 +1,565 @@
+"""The engine: one consumer that applies events in order and decides synchronously.
+
+The flow of one market event (DESIGN.md):
+
+1. the simulated venue (paper/replay) matches our resting orders against the event, before the
+   book changes, and its fills are applied at once;
+2. the book, the portfolio mark, the kill-switch and the estimators update;
+3. the strategy turns a ``MarketState`` into desired quotes;
+4. the risk gate approves, trims or refuses them (or halts);
+5. the order manager diffs approved quotes against live orders into the fewest commands, the
+   gate admits them against the hard inventory cap and the order-rate budget, and they go to
+   the execution venue.
+
+Order events coming back (accepted, filled, canceled, rejected) are queued by ``on_order_event``
+and drained in arrival order by the consumer, never applied from another task: the same input
+gives the same record, run after run.
+
+Time: ``run_virtual`` drives a ``VirtualClock`` from the events' ``ts_local_ns``, interleaving
+the venue's scheduled callbacks (entry and cancel latency) in timestamp order. ``run_wall`` runs
+on the wall clock with the same scheduling interface (``Scheduler.call_at``), the callbacks
+arriving through the same queue as market data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bot.book import OrderBook
+from bot.clock import Scheduler, VirtualClock, WallClock
+from bot.errors import DataError
+from bot.events import (
+    BookDelta,
+    BookInvalid,
+    BookSnapshot,
+    Command,
+    MarketEvent,
+    MarketState,
+    OrderCanceled,
+    OrderEvent,
+    OrderFilled,
+    OrderRejected,
+    PlaceOrder,
+    QuoteSet,
+    RiskDenied,
+    RiskState,
+    RiskStateChanged,
+    Side,
+    Timer,
+    Trade,
+)
+from bot.journal import Journal
+from bot.orders import OrderManager, snap_price
+from bot.portfolio import Portfolio
+from risk.gate import RiskContext, RiskGate
+from strategies.base import Strategy
+from strategies.volatility import VolatilityEstimator
+
+_INF = math.inf
+_NAN = math.nan
+_EMPTY = QuoteSet.empty()
+
+
+class ExecutionVenue(Protocol):
+    """Where commands go: the simulated venue or a live exchange adapter."""
+
+    def submit(self, command: Command) -> None:
+        """Send one command; results come back through the engine's ``on_order_event``."""
+        ...
+
+
+class SimulatedVenue(ExecutionVenue, Protocol):
+    """A venue that also sees market data, to fill resting orders (paper and replay)."""
+
+    def on_market(self, event: MarketEvent) -> None:
+        """Match resting orders against ``event`` (called before the book applies it)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInputs:
+    """Configured model parameters; σ is replaced by the estimate once the estimator is warm."""
+
+    sigma: float
+    intensity_a: float
+    intensity_k: float
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """The numbers of one status line."""
+
+    ts_ns: int
+    mid: float
+    reservation: float
+    bid: float
+    ask: float
+    position: float
+    pnl: float
+    sigma: float
+    sigma_estimated: bool
+    state: RiskState
+    fills: int
+    orders_sent: int
+    book_valid: bool
+
+    @property
+    def spread(self) -> float:
+        """Our quoted spread (ask − bid), NaN when a side is missing."""
+        return self.ask - self.bid
+
+
+@dataclass(slots=True)
+class EngineStats:
+    """Counters of one run."""
+
+    events: int = 0
+    book_updates: int = 0
+    trades: int = 0
+    bad_events: int = 0
+    book_invalidations: int = 0
+    quotes: int = 0
+    orders_sent: int = 0
+    cancels_sent: int = 0
+    fills: int = 0
+    duplicate_fills: int = 0
+    rejects: int = 0
+    denials: Counter[str] = field(default_factory=Counter)
+
+
+class Engine:
+    """Wire book, strategy, risk gate, order manager, portfolio and venue for one market."""
+
+    def __init__(
+        self,
+        *,
+        symbol: str,
+        tick_size: float,
+        clock: Scheduler,
+        strategy: Strategy,
+        gate: RiskGate,
+        orders: OrderManager,
+        model: ModelInputs,
+        sigma_estimator: VolatilityEstimator | None = None,
+        journal: Journal | None = None,
+        log: Any = None,
+        status_interval_ns: int = 0,
+        on_status: Callable[[Status], None] | None = None,
+    ) -> None:
+        self.symbol = symbol
+        self.tick_size = tick_size
+        self.clock = clock
+        self.book = OrderBook(symbol)
+        self.portfolio = Portfolio()
+        self.strategy = strategy
+        self.gate = gate
+        self.orders = orders
+        self.model = model
+        self.sigma_estimator = sigma_estimator
+        self.journal = journal
+        self.log = log
+        self.stats = EngineStats()
+        self.venue: ExecutionVenue | None = None
+        self._sim_venue: SimulatedVenue | None = None
+        self._pending: deque[OrderEvent] = deque()
+        self._status_interval_ns = status_interval_ns
+        self._next_status_ns = 0
+        self._on_status = on_status
+        self._last_quotes: QuoteSet = _EMPTY
+        self._last_denials: frozenset[str] = frozenset()
+        self._shutting_down = False
+        self.last_ts_ns = 0
+
+    # ---------------------------------------------------------------- wiring
+
+    def attach_venue(self, venue: ExecutionVenue, *, simulated: bool) -> None:
+        """Attach the execution venue; a simulated one also receives market data first."""
+        self.venue = venue
+        self._sim_venue = venue if simulated else None  # type: ignore[assignment]
+
+    def on_order_event(self, event: OrderEvent) -> None:
+        """Queue an order event from the venue; the consumer applies it in arrival order."""
+        self._pending.append(event)
+
+    # ---------------------------------------------------------------- the flow of one event
+
+    def process(self, event: MarketEvent) -> None:
+        """Apply one market event and requote (the flow in the module docstring)."""
+        ts = event.ts_local_ns
+        self.last_ts_ns = ts
+        self.stats.events += 1
+        kind = type(event)
+        if kind is BookDelta or kind is BookSnapshot:
+            self._on_book(event, ts)  # type: ignore[arg-type]
+        elif kind is Trade:
+            self._on_trade(event, ts)  # type: ignore[arg-type]
+        elif kind is BookInvalid:
+            self._invalidate(event.reason)  # type: ignore[union-attr]
+            self._requote(ts)
+        elif kind is Timer:
+            self._requote(ts)
+        if self._status_interval_ns and ts >= self._next_status_ns:
+            self._emit_status(ts)
+
+    def _on_book(self, event: BookSnapshot | BookDelta, ts: int) -> None:
+        reason = _bad_levels(event.bids) or _bad_levels(event.asks)
+        if reason:
+            # Corrupt data never reaches the venue's matching, the book or the strategy.
+            self.stats.bad_events += 1
+            self._invalidate(reason)
+            self._requote(ts)
+            return
+        if self._sim_venue is not None:
+            self._sim_venue.on_market(event)
+            self._drain(ts)
+        was_valid = self.book.valid
+        try:
+            self.book.apply(event)
+        except DataError as exc:
+            # apply() has already marked the book invalid; count and log the transition.
+            self._invalidated(was_valid, str(exc))
+        else:
+            self.stats.book_updates += 1
+            if not was_valid and self.book.valid and self.log is not None:
+                self.log.info("book_valid", sequence=event.sequence)
+            mid = self.book.mid
+            if mid == mid:
+                if self.sigma_estimator is not None:
+                    self.sigma_estimator.update(ts, mid)
+                self._check_pnl(ts, self.portfolio.mark(mid))
+        self._requote(ts)
+
+    def _on_trade(self, trade: Trade, ts: int) -> None:
+        if not (0.0 < trade.price < _INF and 0.0 < trade.qty < _INF):
+            self.stats.bad_events += 1
+            if self.log is not None:
+                self.log.warning("trade_dropped", reason="non-finite or non-positive",
+                                 price=trade.price, qty=trade.qty)
+            return
+        self.stats.trades += 1
+        if self._sim_venue is not None:
+            fills_before = self.stats.fills
+            self._sim_venue.on_market(trade)
+            self._drain(ts)
+            if self.stats.fills != fills_before:
+                self._requote(ts)
+
+    def _invalidate(self, reason: str) -> None:
+        was_valid = self.book.valid
+        self.book.invalidate(reason)
+        self._invalidated(was_valid, reason)
+
+    def _invalidated(self, was_valid: bool, reason: str) -> None:
+        if was_valid:
+            self.stats.book_invalidations += 1
+            if self.log is not None:
+                self.log.warning("book_invalid", reason=reason)
+
+    def _check_pnl(self, ts: int, pnl: float) -> None:
+        change = self.gate.on_pnl(ts, pnl)
+        if change is not None:
+            self._risk_changed(change)
+
+    def _risk_changed(self, change: RiskStateChanged) -> None:
+        if self.journal is not None:
+            self.journal.risk_event(change)
+        if self.log is not None:
+            level = self.log.error if change.new is RiskState.HALTED else self.log.warning
+            level("risk_state_changed", old=change.old.value, new=change.new.value,
+                  reason=change.reason)
+
+    # ---------------------------------------------------------------- quoting
+
+    def market_state(self, ts: int) -> MarketState:
+        """Return what the strategy sees now (σ from the estimator once it is warm)."""
+        book = self.book
+        est = self.sigma_estimator
+        sigma = est.value if est is not None and est.ready else self.model.sigma
+        return MarketState(ts, book.mid, book.best_bid, book.best_ask, self.tick_size,
+                           self.portfolio.position, sigma, self.model.intensity_a,
+                           self.model.intensity_k)
+
+    def _risk_context(self, ts: int) -> RiskContext:
+        book = self.book
+        return RiskContext(
+            ts_ns=ts,
+            mid=book.mid,
+            best_bid=book.best_bid,
+            best_ask=book.best_ask,
+            tick_size=self.tick_size,
+            book_valid=book.valid,
+            last_book_ts_ns=book.last_update_ns,
+            position=self.portfolio.position,
+            live_buy_qty=self.orders.live_qty(Side.BUY),
+            live_sell_qty=self.orders.live_qty(Side.SELL),
+        )
+
+    def _requote(self, ts: int) -> None:
+        book = self.book
+        if self._shutting_down:
+            return
+        if book.valid and book.mid == book.mid:
+            desired = self.strategy.quote(self.market_state(ts))
+            self.stats.quotes += 1
+        else:
+            desired = _EMPTY
+        ctx = self._risk_context(ts)
+        decision = self.gate.check(desired, ctx)
+        for change in decision.changes:
+            self._risk_changed(change)
+        if decision.denials or self._last_denials:
+            self._note_denials(decision.denials)
+        self._last_quotes = decision.approved
+        if decision.cancel_all:
+            commands: list[Command] = list(self.orders.cancel_all(ts))
+        else:
+            commands = self.orders.diff(decision.approved, book.best_bid, book.best_ask, ts)
+        if commands:
+            admitted, refused = self.gate.admit(commands, ctx)
+            if refused:
+                self._refuse(commands, admitted, refused, ts)
+            self._send(admitted)
+
+    def _note_denials(self, denials: tuple[RiskDenied, ...]) -> None:
+        # Edge-triggered: a denial is logged and journaled when its reason starts, not on
+        # every event while it persists (a stale book would otherwise log per tick).
+        reasons = frozenset(d.reason.value for d in denials)
+        for denial in denials:
+            self.stats.denials[denial.reason.value] += 1
+            if denial.reason.value not in self._last_denials:
+                if self.journal is not None:
+                    self.journal.risk_event(denial)
+                if self.log is not None:
+                    self.log.info("risk_denied", reason=denial.reason.value,
+                                  side=denial.side.name, price=denial.price, qty=denial.qty,
+                                  detail=denial.detail)
+        self._last_denials = reasons
+
+    def _refuse(self, commands: list[Command], admitted: list[Command],
+                refused: list[RiskDenied], ts: int) -> None:
+        sent = {id(c) for c in admitted}
+        for command in commands:
+            if id(command) not in sent and isinstance(command, PlaceOrder):
+                # The order manager already counts it as in flight: tell it it never left.
+                self.orders.on_event(OrderRejected(ts, command.client_order_id, "risk_denied"))
+        self._note_denials(tuple(refused))
+
+    def _send(self, commands: list[Command]) -> None:
+        venue = self.venue
+        if venue is None:
+            raise RuntimeError("engine has no execution venue attached")
+        journal = self.journal
+        for command in commands:
+            if journal is not None:
+                journal.command(command)
+            if type(command) is PlaceOrder:
+                self.stats.orders_sent += 1
+            else:
+                self.stats.cancels_sent += 1
+            venue.submit(command)
+        self._drain(self.last_ts_ns)
+
+    # ---------------------------------------------------------------- order events
+
+    def _drain(self, ts: int) -> bool:
+        """Apply queued order events in order; return True if any changed what we hold."""
+        pending = self._pending
+        changed = False
+        while pending:
+            event = pending.popleft()
+            self.orders.on_event(event)
+            kind = type(event)
+            if kind is OrderFilled:
+                self._on_fill(event)  # type: ignore[arg-type]
+                changed = True
+            elif kind is OrderRejected:
+                self.stats.rejects += 1
+                changed = True
+                if self.log is not None:
+                    self.log.info("order_rejected", client_order_id=event.client_order_id,
+                                  reason=event.reason)  # type: ignore[union-attr]
+            elif kind is OrderCanceled:
+                changed = True
+            if self.journal is not None:
+                self.journal.order_event(event, self.portfolio.position, self.portfolio.pnl)
+        return changed
+
+    def _on_fill(self, fill: OrderFilled) -> None:
+        if not self.portfolio.apply_fill(fill):
+            self.stats.duplicate_fills += 1
+            return
+        self.stats.fills += 1
+        if self.log is not None:
+            self.log.info("order_filled", client_order_id=fill.client_order_id,
+                          side=fill.side.name, price=fill.price, qty=fill.qty,
+                          position=self.portfolio.position)
+        mid = self.book.mid
+        self._check_pnl(fill.ts_ns, self.portfolio.mark(mid if mid == mid else fill.price))
+
+    # ---------------------------------------------------------------- status
+
+    def status(self, ts: int) -> Status:
+        """Return the current status line numbers."""
+        quotes = self._last_quotes
+        est = self.sigma_estimator
+        warm = est is not None and est.ready
+        return Status(
+            ts_ns=ts,
+            mid=self.book.mid,
+            reservation=quotes.reservation_price,
+            bid=snap_price(quotes.bids[0].price, self.tick_size, Side.BUY) if quotes.bids else _NAN,
+            ask=snap_price(quotes.asks[0].price, self.tick_size, Side.SELL) if quotes.asks
+            else _NAN,
+            position=self.portfolio.position,
+            pnl=self.portfolio.pnl,
+            sigma=est.value if warm and est is not None else self.model.sigma,
+            sigma_estimated=warm,
+            state=self.gate.state,
+            fills=self.stats.fills,
+            orders_sent=self.stats.orders_sent,
+            book_valid=self.book.valid,
+        )
+
+    def _emit_status(self, ts: int) -> None:
+        interval = self._status_interval_ns
+        if self._next_status_ns == 0:
+            self._next_status_ns = ts + interval
+        else:
+            self._next_status_ns += interval * (1 + (ts - self._next_status_ns) // interval)
+        status = self.status(ts)
+        if self.journal is not None:
+            self.journal.mark(ts, status.mid, status.reservation, status.bid, status.ask,
+                              status.position, status.pnl, status.sigma, status.state.value)
+        if self._on_status is not None:
+            self._on_status(status)
+
+    # ---------------------------------------------------------------- running
+
+    def run_virtual(self, events: Iterable[MarketEvent]) -> None:
+        """Run a finite feed on virtual time, interleaving the venue's scheduled callbacks."""
+        clock = self.clock
+        if not isinstance(clock, VirtualClock):
+            raise TypeError("run_virtual needs a VirtualClock")
+        process = self.process
+        for event in events:
+            ts = event.ts_local_ns
+            due = clock.next_due_ns()
+            if due is not None and due <= ts:
+                self._run_callbacks(clock, ts)
+            clock.advance_to(ts)
+            process(event)
+
+    def _run_callbacks(self, clock: VirtualClock, until_ns: int) -> None:
+        while (due := clock.next_due_ns()) is not None and due <= until_ns:
+            clock.run_due(due)
+            self.last_ts_ns = due
+            if self._drain(due):
+                self._requote(due)
+
+    def finish_virtual(self, grace_ns: int = 10_000_000_000) -> None:
+        """Cancel every live order and let the venue confirm, on virtual time."""
+        clock = self.clock
+        if not isinstance(clock, VirtualClock):
+            raise TypeError("finish_virtual needs a VirtualClock")
+        ts = clock.now_ns()
+        self._shutting_down = True
+        self._send(list(self.orders.cancel_all(ts)))
+        self._run_callbacks(clock, ts + grace_ns)
+        if self.journal is not None:
+            self.journal.flush()
+
+    async def run_wall(
+        self,
+        source: AsyncIterator[MarketEvent],
+        duration_s: float | None = None,
+        timer_interval_s: float = 0.25,
+        cancel_timeout_s: float = 5.0,
+    ) -> None:
+        """Run a live feed on the wall clock until it ends or ``duration_s`` elapses.
+
+        On the way out (end of feed, duration, SIGINT via task cancellation, or an error)
+        every live order is cancelled and the venue's confirmations are awaited.
+        """
+        clock = self.clock
+        if not isinstance(clock, WallClock):
+            raise TypeError("run_wall needs a WallClock")
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        clock.bind(queue.put_nowait)
+        stop = object()
+
+        async def feed() -> None:
+            async for event in source:
+                queue.put_nowait(event)
+            queue.put_nowait(stop)
+
+        async def ticker() -> None:
+            while True:
+                await asyncio.sleep(timer_interval_s)
+                now = clock.now_ns()
+                queue.put_nowait(Timer(now, now, self.symbol))
+
+        async def stopper() -> None:
+            if duration_s is not None:
+                await asyncio.sleep(duration_s)
+                queue.put_nowait(stop)
+
+        async def consume() -> None:
+            while True:
+                item = await queue.get()
+                if item is stop:
+                    return
+                self._consume(item)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                helpers = [
+                    group.create_task(feed(), name=f"feed:{self.symbol}"),
+                    group.create_task(ticker(), name=f"timer:{self.symbol}"),
+                    group.create_task(stopper(), name=f"stopper:{self.symbol}"),
+                ]
+                await group.create_task(consume(), name=f"engine:{self.symbol}")
+                for task in helpers:
+                    task.cancel()
+        finally:
+            await self._shutdown_wall(queue, cancel_timeout_s)
+
+    def _consume(self, item: Any) -> None:
+        if callable(item):
+            item()
+            ts = self.clock.now_ns()
+            self.last_ts_ns = ts
+            if self._drain(ts):
+                self._requote(ts)
+        else:
+            self.process(item)
+
+    async def _shutdown_wall(self, queue: asyncio.Queue[Any], timeout_s: float) -> None:
+        self._shutting_down = True
+        ts = self.clock.now_ns()
+        self._send(list(self.orders.cancel_all(ts)))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.orders.orders and loop.time() < deadline:
+            try:
+                item = await asyncio.wait_for(queue.get(), deadline - loop.time())
+            except TimeoutError:
+                break
+            if callable(item):
+                self._consume(item)
+        if self.orders.orders and self.log is not None:
+            self.log.error("shutdown_orders_unconfirmed", count=len(self.orders.orders))
+        if self.journal is not None:
+            self.journal.flush()
+
+
+def _bad_levels(levels: tuple[tuple[float, float], ...]) -> str:
+    """Return why a level list is corrupt ('' when fine): NaN, infinite, negative values."""
+    for price, qty in levels:
+        if not (0.0 < price < _INF and 0.0 <= qty < _INF):
+            return f"corrupt level price={price!r} qty={qty!r}"
+    return ""

@@ -1,0 +1,203 @@
+"""Paper trading: a live-like feed drives the strategy, fills come from the simulated venue.
+
+``--venue sim`` uses the built-in synthetic L2 market paced to the wall clock, so the whole
+pipeline (book, strategy, risk gate, order manager, simulated venue with latency and queue
+position, journal) runs offline. The same market can also run on virtual time
+(``run_sim_virtual``), which is deterministic: same seed and config, same record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from adapters.sim_market import SyntheticL2Config, SyntheticL2Market
+from adapters.sim_venue import FillModel, SimVenue, SimVenueConfig
+from bot.app import (
+    RunDir,
+    build_engine,
+    format_status,
+    make_run_dir,
+    run_tag_now,
+)
+from bot.clock import Scheduler, VirtualClock, WallClock
+from bot.engine import Engine, Status
+from bot.errors import ConfigError
+from bot.events import MarketEvent
+from bot.journal import Journal
+from bot.logs import close_logging, configure_logging, get_logger
+from bot.settings import Settings
+
+NS = 1_000_000_000
+
+
+def sim_venue_config(settings: Settings) -> SimVenueConfig:
+    """Return the simulated venue's configuration from settings."""
+    v = settings.sim_venue
+    return SimVenueConfig(
+        fill_model=FillModel(v.fill_model),
+        entry_latency_ns=round(v.entry_latency_ms * 1_000_000),
+        cancel_latency_ns=round(v.cancel_latency_ms * 1_000_000),
+        maker_fee_bps=v.maker_fee_bps,
+        taker_fee_bps=v.taker_fee_bps,
+        queue_power=v.queue_power,
+        post_only_reject=v.post_only_reject,
+    )
+
+
+def sim_market(settings: Settings, duration_s: float | None) -> SyntheticL2Market:
+    """Return the synthetic L2 market configured by ``[sim_market]`` and ``[market]``."""
+    m = settings.sim_market
+    try:
+        return SyntheticL2Market(SyntheticL2Config(
+            s0=m.s0, sigma=m.sigma, tick=settings.market.tick_size,
+            intensity_a=m.intensity_a, intensity_k=m.intensity_k,
+            lot=settings.market.lot_size, symbol=settings.market.symbol,
+            duration_s=duration_s, seed=m.seed,
+        ))
+    except ValueError as exc:
+        raise ConfigError("sim_market", str(exc)) from exc
+
+
+def _attach_sim_venue(engine: Engine, settings: Settings, clock: Scheduler) -> SimVenue:
+    venue = SimVenue(sim_venue_config(settings), clock, engine.on_order_event, engine.book)
+    engine.attach_venue(venue, simulated=True)
+    return venue
+
+
+def summarise(engine: Engine, run: RunDir | None, mode: str, settings: Settings,
+              started_ns: int, ended_ns: int, elapsed_s: float) -> dict[str, Any]:
+    """Return the run summary (also written to ``summary.json``)."""
+    p = engine.portfolio
+    stats = engine.stats
+    summary: dict[str, Any] = {
+        "mode": mode,
+        "venue": settings.market.venue,
+        "symbol": settings.market.symbol,
+        "strategy": settings.strategy.kind,
+        "fill_model": settings.sim_venue.fill_model,
+        "entry_latency_ms": settings.sim_venue.entry_latency_ms,
+        "cancel_latency_ms": settings.sim_venue.cancel_latency_ms,
+        "started_ns": started_ns,
+        "ended_ns": ended_ns,
+        "market_time_s": (ended_ns - started_ns) / NS,
+        "elapsed_s": elapsed_s,
+        "events": stats.events,
+        "book_updates": stats.book_updates,
+        "trades": stats.trades,
+        "bad_events": stats.bad_events,
+        "book_invalidations": stats.book_invalidations,
+        "orders_sent": stats.orders_sent,
+        "cancels_sent": stats.cancels_sent,
+        "fills": stats.fills,
+        "rejects": stats.rejects,
+        "denials": dict(stats.denials),
+        "pnl": p.pnl,
+        "realised": p.realised,
+        "unrealised": p.unrealised,
+        "fees": p.fees,
+        "volume": p.volume,
+        "final_inventory": p.position,
+        "final_mid": engine.book.mid,
+        "final_best_bid": engine.book.best_bid,
+        "final_best_ask": engine.book.best_ask,
+        "risk_state": engine.gate.state.value,
+        "open_orders_at_end": len(engine.orders.orders),
+        "run_dir": str(run.path) if run is not None else None,
+    }
+    if run is not None:
+        run.write_json("summary.json", summary)
+    return summary
+
+
+def run_sim_virtual(settings: Settings, duration_s: float, run: RunDir | None = None,
+                    on_status: Any = None) -> tuple[Engine, dict[str, Any]]:
+    """Run the simulated market on virtual time (deterministic) and return engine and summary."""
+    clock = VirtualClock()
+    journal = Journal(run.journal) if run is not None else None
+    log = get_logger(venue=settings.market.venue, symbol=settings.market.symbol, mode="sim")
+    engine = build_engine(settings, clock, journal, log, on_status=on_status)
+    _attach_sim_venue(engine, settings, clock)
+    start = time.perf_counter()
+    try:
+        engine.run_virtual(sim_market(settings, duration_s).events(start_ns=0))
+        engine.finish_virtual()
+    finally:
+        if journal is not None:
+            journal.close()
+    summary = summarise(engine, run, "sim-virtual", settings, 0, clock.now_ns(),
+                        time.perf_counter() - start)
+    return engine, summary
+
+
+async def _paced(events: Iterator[MarketEvent]) -> AsyncIterator[MarketEvent]:
+    """Yield events when the wall clock reaches their timestamps."""
+    for event in events:
+        delay = (event.ts_local_ns - time.time_ns()) / NS
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield event
+
+
+def run_paper(settings: Settings, duration_s: float | None, json_output: bool = False,
+              speed: float = 1.0) -> dict[str, Any]:
+    """Paper trade until ``duration_s`` elapses or Ctrl-C; return the summary.
+
+    Prints a status line every ``run.status_interval_s`` seconds on stdout (unless
+    ``json_output``), writes the run directory and says where it is on stderr.
+    """
+    if settings.market.venue != "sim":
+        raise ConfigError(
+            "market.venue",
+            f"{settings.market.venue!r} is not available yet: this version paper-trades the "
+            "built-in simulated market only (--venue sim)",
+        )
+    if speed != 1.0:
+        raise ConfigError("--speed", "paper trading runs at wall-clock pace (speed 1)")
+    run = make_run_dir(settings, "paper")
+    configure_logging("warning" if json_output else settings.run.log_level, run.log)
+    log = get_logger(venue=settings.market.venue, symbol=settings.market.symbol, mode="paper")
+
+    def show(status: Status) -> None:
+        if not json_output:
+            sys.stdout.write(format_status(status) + "\n")
+            sys.stdout.flush()
+
+    clock = WallClock()
+    journal = Journal(run.journal)
+    engine = build_engine(settings, clock, journal, log, on_status=show, run_tag=run_tag_now())
+    _attach_sim_venue(engine, settings, clock)
+    start_ns = time.time_ns()
+    market = sim_market(settings, duration_s)
+    log.info("paper_started", run_dir=str(run.path), strategy=settings.strategy.kind,
+             max_inventory=settings.risk.max_inventory, max_loss=settings.risk.max_loss,
+             max_drawdown=settings.risk.max_drawdown,
+             order_qty=settings.strategy.ladder.order_qty)
+    t0 = time.perf_counter()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        if task is not None:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await engine.run_wall(_paced(market.events(start_ns=start_ns)), duration_s)
+
+    try:
+        asyncio.run(main())
+    finally:
+        journal.close()
+    summary = summarise(engine, run, "paper", settings, start_ns, time.time_ns(),
+                        time.perf_counter() - t0)
+    log.info("paper_finished", pnl=summary["pnl"], fills=summary["fills"],
+             run_dir=str(run.path))
+    close_logging()
+    sys.stderr.write(f"run directory: {run.path}\n")
+    return summary

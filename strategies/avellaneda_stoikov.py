@@ -1,0 +1,171 @@
+"""Avellaneda & Stoikov (2008): quoting around an inventory-adjusted reservation price.
+
+Objective: the paper's CARA (exponential) utility of terminal wealth over a finite horizon T,
+``max -E[exp(-gamma·(X_T + q_T·S_T))]``, with mid ``dS = sigma dW`` and fills at depth delta
+arriving with intensity ``A·exp(-k·delta)``. (Not the risk-neutral ``E[X_T] - phi·q_T²``
+criterion of the Cartea-Jaimungal family.) The quotes are the paper's approximate solution:
+
+    r = s - q·gamma·sigma²·tau                                   (reservation price)
+    delta_a + delta_b = gamma·sigma²·tau + (2/gamma)·ln(1 + gamma/k)    (total spread)
+
+with ``tau = T - t`` in seconds, sigma in price/√s, k in 1/price, gamma in 1/(price·size) and
+q in units of that size (see ``strategies.base`` for how the class counts it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from bot.events import MarketState, QuoteSet
+from strategies.base import (
+    HorizonMode,
+    check_horizon,
+    inventory_free_depth,
+    require_non_negative,
+    require_positive,
+    time_to_horizon_s,
+)
+from strategies.ladder import LadderParams, build_ladder
+
+
+def as_reservation_price(mid: float, q: float, gamma: float, sigma: float, tau_s: float) -> float:
+    """Return the reservation price ``r = mid - q·gamma·sigma²·tau``.
+
+    Args:
+        mid: Mid price.
+        q: Inventory, in the size unit ``gamma`` is expressed in (signed).
+        gamma: Risk aversion, 1/(price·size), >= 0.
+        sigma: Volatility, price per sqrt(second), >= 0.
+        tau_s: Time to the horizon, seconds, >= 0.
+
+    Returns:
+        The reservation price, price units; below the mid when long, above when short.
+
+    Raises:
+        ValueError: If gamma, sigma or tau_s is negative or not finite.
+    """
+    require_non_negative("gamma", gamma)
+    require_non_negative("sigma", sigma)
+    require_non_negative("tau_s", tau_s)
+    return mid - q * gamma * sigma * sigma * tau_s
+
+
+def as_total_spread(gamma: float, sigma: float, tau_s: float, k: float) -> float:
+    """Return the total spread ``gamma·sigma²·tau + (2/gamma)·ln(1 + gamma/k)``.
+
+    As ``gamma`` -> 0 the spread tends to ``2/k`` (and the reservation price to the mid); at or
+    below ``strategies.base.GAMMA_ZERO`` that limit is used for the log term.
+
+    Args:
+        gamma: Risk aversion, 1/(price·size), >= 0.
+        sigma: Volatility, price per sqrt(second), >= 0.
+        tau_s: Time to the horizon, seconds, >= 0.
+        k: Intensity decay, 1/price, > 0.
+
+    Returns:
+        The distance between ask and bid, price units (> 0).
+
+    Raises:
+        ValueError: If k <= 0, or gamma, sigma or tau_s is negative, or any is not finite.
+    """
+    require_non_negative("gamma", gamma)
+    require_non_negative("sigma", sigma)
+    require_non_negative("tau_s", tau_s)
+    require_positive("k", k)
+    return gamma * sigma * sigma * tau_s + 2.0 * inventory_free_depth(gamma, k)
+
+
+@dataclass(frozen=True, slots=True)
+class ASParams:
+    """Parameters of the Avellaneda-Stoikov strategy (sigma and k come from the market state).
+
+    Attributes:
+        gamma: Risk aversion, 1/(price·size) per base-asset unit, >= 0. The model is applied
+            with fills of ``ladder.order_qty`` (see ``strategies.base``).
+        ladder: Ladder shape; ``ladder.order_qty`` is also the model's fill size.
+        centre: ``"reservation"`` centres the spread on r (the paper's inventory strategy);
+            ``"mid"`` centres the same spread on the mid (the paper's symmetric strategy).
+        horizon: ``"session"``: tau runs down to the end of each session (see
+            ``strategies.base.time_to_horizon_s``); ``"rolling"``: tau is constant.
+        session_s: Session length, seconds.
+        session_origin_ns: Start of one session, integer nanoseconds; 0 with 86 400 s gives
+            sessions ending at UTC midnight.
+        rolling_horizon_s: Constant tau for the rolling horizon, seconds.
+    """
+
+    gamma: float
+    ladder: LadderParams
+    centre: Literal["reservation", "mid"] = "reservation"
+    horizon: HorizonMode = "session"
+    session_s: float = 86_400.0
+    session_origin_ns: int = 0
+    rolling_horizon_s: float = 3_600.0
+
+    def __post_init__(self) -> None:
+        """Validate; raise ValueError naming the offending field."""
+        require_non_negative("gamma", self.gamma)
+        if self.centre not in ("reservation", "mid"):
+            raise ValueError(f"centre must be 'reservation' or 'mid', got {self.centre!r}")
+        check_horizon(self.horizon, self.session_s, self.rolling_horizon_s)
+
+
+class AvellanedaStoikov:
+    """Quote the Avellaneda-Stoikov bid and ask, then lay the ladder out from them."""
+
+    __slots__ = ("_params",)
+
+    def __init__(self, params: ASParams) -> None:
+        """Hold the parameters; all per-event inputs come with the market state."""
+        self._params = params
+
+    @property
+    def name(self) -> str:
+        """Return ``"avellaneda_stoikov"``."""
+        return "avellaneda_stoikov"
+
+    @property
+    def params(self) -> ASParams:
+        """Return the parameters."""
+        return self._params
+
+    def quote(self, state: MarketState) -> QuoteSet:
+        """Return the quotes for ``state``.
+
+        Uses ``state.mid``, ``state.inventory``, ``state.sigma`` and ``state.intensity_k``
+        (A does not enter the AS quotes). The reported ``reservation_price`` is the centre
+        actually used (r, or the mid for ``centre="mid"``) and ``half_spread`` is half the
+        total spread.
+
+        Returns:
+            The quotes, or an empty set when the mid, sigma, k or inventory is unusable
+            (not finite, mid or k not positive, sigma negative).
+
+        Raises:
+            ValueError: If the ladder spacing is in ticks and ``state.tick_size`` is not
+                finite and positive.
+        """
+        p = self._params
+        mid, sigma, k, inventory = state.mid, state.sigma, state.intensity_k, state.inventory
+        if not (
+            0 < mid < math.inf
+            and 0 <= sigma < math.inf
+            and 0 < k < math.inf
+            and math.isfinite(inventory)
+        ):
+            return QuoteSet.empty()
+        tau_s = time_to_horizon_s(
+            state.ts_ns, p.horizon, p.session_s, p.session_origin_ns, p.rolling_horizon_s
+        )
+        fill_qty = p.ladder.order_qty
+        gamma_per_fill = p.gamma * fill_qty
+        half_spread = 0.5 * as_total_spread(gamma_per_fill, sigma, tau_s, k)
+        if p.centre == "mid":
+            centre = mid
+        else:
+            centre = as_reservation_price(mid, inventory / fill_qty, gamma_per_fill, sigma, tau_s)
+        bids, asks = build_ladder(
+            centre - half_spread, centre + half_spread, inventory, state.tick_size, p.ladder
+        )
+        return QuoteSet(bids, asks, centre, half_spread)
