@@ -266,3 +266,60 @@ def test_inventory_never_exceeds_the_cap_on_the_simulated_market() -> None:
                                 on_status=lambda s: positions.append(s.position))
     assert max(abs(p) for p in positions) <= 2.0 + 1e-9
     assert engine.stats.fills > 10
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        {"kind": "avellaneda_stoikov", "gamma": 0.2, "horizon": "session", "session_s": 30.0},
+        {"kind": "glft", "gamma": 0.2},
+        {"kind": "glft_exact", "gamma": 0.2, "q_max": 4, "horizon": "rolling"},
+        {"kind": "fixed_spread", "half_spread_ticks": 2.0},
+    ],
+    ids=lambda s: s["kind"],
+)
+def test_every_strategy_trades_a_three_level_ladder_within_the_cap(
+    strategy: dict[str, Any],
+) -> None:
+    path = Path(__file__).parents[1] / "config" / "paper-sim.toml"
+    settings = load_settings(path, {
+        "strategy": {**strategy, "ladder": {"levels": 3, "spacing_ticks": 2.0,
+                                            "order_qty": 0.5}},
+        "risk": {"max_inventory": 3.0, "max_loss": 1e9, "max_drawdown": 1e9},
+    }, environ={})
+    positions: list[float] = []
+    engine, summary = run_sim_virtual(settings, 120.0, None,
+                                      on_status=lambda s: positions.append(s.position))
+
+    assert summary["fills"] > 5
+    assert max(abs(p) for p in positions) <= 3.0 + 1e-9
+    assert summary["open_orders_at_end"] == 0
+    assert engine.stats.bad_events == 0
+
+
+def test_stale_book_pulls_quotes_until_fresh_data_arrives() -> None:
+    from bot.events import Timer
+
+    settings = settings_for(risk={"max_book_age_ms": 2000})
+    engine, _, _ = make_engine(settings)
+    engine.run_virtual([book(1.0, 99.99, 100.01)])
+    assert engine.orders.orders
+
+    engine.run_virtual([Timer(2 * S, 2 * S), Timer(4 * S, 4 * S)])
+    assert not engine.orders.orders
+    assert engine.stats.denials["stale_book"] >= 1
+
+    engine.run_virtual([book(5.0, 99.99, 100.01)])
+    assert engine.orders.orders
+
+
+def test_reducing_state_quotes_only_the_side_that_reduces_inventory() -> None:
+    settings = settings_for(risk={"max_inventory": 1.0})
+    engine, _, _ = make_engine(settings)
+    engine.run_virtual([book(1.0, 99.99, 100.01), trade(1.5, 99.0, Side.SELL),
+                        book(2.0, 99.99, 100.01)])
+
+    assert engine.portfolio.position == pytest.approx(1.0)
+    assert engine.gate.state is RiskState.REDUCING
+    sides = {order.side for order in engine.orders.orders.values()}
+    assert sides == {Side.SELL}
