@@ -1,0 +1,226 @@
+"""The I/O shell of every native venue feed: one websocket, one reconnect policy.
+
+``WebSocketFeed`` connects, subscribes, hands every raw frame to the venue's pure parser and
+yields the resulting events. It is written once for all venues:
+
+* reconnect with exponential backoff and jitter, reset once a connection has delivered data;
+* a silence watchdog: a connection that sends nothing for ``silence_s`` is dropped and
+  reopened (a half-open TCP connection otherwise looks alive forever);
+* resync: when the parser asks for a REST snapshot (Binance) it is fetched while frames keep
+  flowing into the parser's buffer; when it asks to resubscribe the connection is reopened,
+  which makes the venue send a fresh snapshot;
+* heartbeats the venue requires (``parser.heartbeat_frame()`` every ``heartbeat_interval_s``);
+* an optional ``tap`` sees every raw frame with its receive time (the recorder).
+
+Errors: network failures, timeouts, closed connections and HTTP errors on the handshake are
+retryable (``is_retryable``); everything else propagates and stops the feed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
+
+from adapters.feed import FeedParser, Resync
+from bot.events import BookInvalid, MarketEvent
+
+Tap = Callable[[int, str, str, str], None]
+"""Called with (ts_local_ns, kind, conn, data) for every frame: kind ws | rest | connect."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReconnectPolicy:
+    """Backoff between connection attempts and the silence watchdog.
+
+    Delay n (from 0) is ``min(max_s, initial_s * factor**n)`` scaled by a random factor in
+    ``[1 - jitter, 1 + jitter]``; it returns to ``initial_s`` after a connection delivers data.
+    """
+
+    initial_s: float = 0.5
+    max_s: float = 30.0
+    factor: float = 2.0
+    jitter: float = 0.2
+    silence_s: float = 30.0
+    open_timeout_s: float = 10.0
+    snapshot_timeout_s: float = 10.0
+    max_attempts: int | None = None
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Return the wait before reconnect attempt ``attempt`` (0-based)."""
+        base = min(self.max_s, self.initial_s * self.factor**attempt)
+        return base * (1.0 + self.jitter * (2.0 * rng.random() - 1.0))
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Return True for failures a reconnect can cure: network, timeout, closed, bad handshake."""
+    if isinstance(exc, InvalidURI):
+        return False
+    return isinstance(
+        exc, OSError | TimeoutError | WebSocketException | InvalidHandshake | ResyncNeeded
+    )
+
+
+class ResyncNeeded(Exception):
+    """The parser lost sync and the venue resends a snapshot only on a fresh subscription."""
+
+
+class FeedStopped(Exception):
+    """The feed gave up after ``max_attempts`` consecutive failed connections."""
+
+
+def http_get(url: str, timeout_s: float) -> str:
+    """GET ``url`` and return the body as text (raises on HTTP errors and timeouts)."""
+    request = urllib.request.Request(url, headers={"User-Agent": "mmbot"})
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        body: bytes = response.read()
+    return body.decode("utf-8")
+
+
+class WebSocketFeed:
+    """Stream one venue's market data for one symbol as events, surviving faults."""
+
+    def __init__(
+        self,
+        parser: FeedParser,
+        policy: ReconnectPolicy | None = None,
+        *,
+        tap: Tap | None = None,
+        log: Any = None,
+        seed: int | None = None,
+        fetch: Callable[[str, float], str] = http_get,
+    ) -> None:
+        self.parser = parser
+        self.policy = policy or ReconnectPolicy()
+        self.tap = tap
+        self.log = log
+        self.fetch = fetch
+        self.connects = 0
+        self.disconnects = 0
+        self.silences = 0
+        self.snapshot_failures = 0
+        self._rng = random.Random(seed)
+        self._conn = ""
+
+    async def events(self) -> AsyncIterator[MarketEvent]:
+        """Yield events forever (until cancelled, or FeedStopped after too many failures)."""
+        attempt = 0
+        while True:
+            delivered = False
+            try:
+                async for event in self._one_connection():
+                    delivered = True
+                    yield event
+            except Exception as exc:
+                if not is_retryable(exc):
+                    raise
+                self.disconnects += 1
+                if self.log is not None:
+                    self.log.warning("feed_disconnected", error=type(exc).__name__,
+                                     detail=str(exc)[:200], attempt=attempt)
+            now = time.time_ns()
+            # Whatever happened, the book is no longer known to be current.
+            yield BookInvalid(now, now, self.parser.symbol, "feed reconnecting")
+            attempt = 0 if delivered else attempt + 1
+            limit = self.policy.max_attempts
+            if limit is not None and attempt >= limit:
+                raise FeedStopped(f"{self.parser.venue}: {attempt} connection attempts failed")
+            await asyncio.sleep(self.policy.delay(attempt, self._rng))
+
+    async def _one_connection(self) -> AsyncIterator[MarketEvent]:
+        parser = self.parser
+        url = parser.ws_url()
+        parser.reset()
+        async with connect(url, open_timeout=self.policy.open_timeout_s, max_size=None,
+                           ping_interval=20, ping_timeout=20) as ws:
+            self.connects += 1
+            self._conn = f"ws.{self.connects}"
+            if self.tap is not None:
+                self.tap(time.time_ns(), "connect", self._conn, url)
+            if self.log is not None:
+                self.log.info("feed_connected", url=url)
+            for frame in parser.subscribe_frames():
+                await ws.send(frame)
+            heartbeat = asyncio.create_task(self._heartbeat(ws), name=f"heartbeat:{url}")
+            snapshot: asyncio.Task[str] | None = None
+            recv: asyncio.Future[Any] | None = None
+            try:
+                while True:
+                    if recv is None:
+                        recv = asyncio.ensure_future(ws.recv())
+                    waiting: set[asyncio.Future[Any]] = {recv}
+                    if snapshot is not None:
+                        waiting.add(snapshot)
+                    done, _ = await asyncio.wait(waiting, timeout=self.policy.silence_s,
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    if not done:
+                        self.silences += 1
+                        raise TimeoutError(f"no data for {self.policy.silence_s} s")
+                    if snapshot is not None and snapshot in done:
+                        for event in self._apply_snapshot(snapshot):
+                            yield event
+                        snapshot = None
+                    if recv not in done:
+                        continue
+                    raw = recv.result()
+                    recv = None
+                    text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+                    ts = time.time_ns()
+                    if self.tap is not None:
+                        self.tap(ts, "ws", self._conn, text)
+                    for event in parser.on_message(text, ts):
+                        yield event
+                    resync = parser.resync
+                    if resync is Resync.RESUBSCRIBE:
+                        raise ResyncNeeded(f"{parser.venue}: parser asked to resubscribe")
+                    if resync is Resync.REST_SNAPSHOT and snapshot is None:
+                        snapshot_url = parser.snapshot_url()
+                        if snapshot_url is not None:
+                            snapshot = asyncio.create_task(
+                                asyncio.to_thread(self.fetch, snapshot_url,
+                                                  self.policy.snapshot_timeout_s),
+                                name=f"snapshot:{snapshot_url}")
+            finally:
+                heartbeat.cancel()
+                for pending in (snapshot, recv):
+                    if pending is not None:
+                        pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await heartbeat
+
+    def _apply_snapshot(self, task: asyncio.Task[str]) -> list[MarketEvent]:
+        try:
+            body = task.result()
+        except Exception as exc:
+            # A failed snapshot is retried on the next frame: the parser still wants one.
+            self.snapshot_failures += 1
+            if self.log is not None:
+                self.log.warning("snapshot_failed", error=type(exc).__name__,
+                                 detail=str(exc)[:200])
+            return []
+        ts = time.time_ns()
+        if self.tap is not None:
+            self.tap(ts, "rest", self.parser.snapshot_url() or "", body)
+        events = self.parser.on_snapshot(body, ts)
+        if self.log is not None:
+            self.log.info("feed_resynced", events=len(events))
+        return events
+
+    async def _heartbeat(self, ws: Any) -> None:
+        frame_fn = getattr(self.parser, "heartbeat_frame", None)
+        interval = getattr(self.parser, "heartbeat_interval_s", None)
+        if frame_fn is None or not interval:
+            return
+        while True:
+            await asyncio.sleep(float(interval))
+            frame = frame_fn()
+            if frame is not None:
+                await ws.send(frame)
