@@ -6,6 +6,7 @@ thing everywhere.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -17,6 +18,7 @@ from typing import Any
 from bot.clock import Scheduler
 from bot.engine import Engine, ModelInputs, Status
 from bot.errors import ConfigError
+from bot.events import BookSnapshot
 from bot.journal import Journal
 from bot.orders import OrderManager, OrderManagerConfig
 from bot.settings import Settings, snapshot
@@ -92,19 +94,41 @@ def build_gate(settings: Settings) -> RiskGate:
         raise ConfigError("risk", str(exc)) from exc
 
 
-def build_order_manager(settings: Settings, run_tag: str = "") -> OrderManager:
+@dataclass(frozen=True, slots=True)
+class MarketRules:
+    """Tick and lot of the market being traded, resolved from settings or the venue."""
+
+    tick_size: float
+    lot_size: float
+
+
+def infer_rules(snapshot: BookSnapshot) -> MarketRules:
+    """Infer tick and lot from a depth snapshot: the finest price step and quantity decimals."""
+    prices = sorted({p for p, _ in snapshot.bids[:500]} | {p for p, _ in snapshot.asks[:500]})
+    steps = [round(b - a, 10) for a, b in itertools.pairwise(prices) if b > a]
+    tick = min(steps) if steps else 0.01
+    decimals = 0
+    for _, qty in (*snapshot.bids[:500], *snapshot.asks[:500]):
+        while decimals < 8 and abs(qty * 10**decimals - round(qty * 10**decimals)) > 1e-6:
+            decimals += 1
+    return MarketRules(tick_size=tick, lot_size=10.0**-decimals)
+
+
+def build_order_manager(settings: Settings, rules: MarketRules, run_tag: str = ""
+                        ) -> OrderManager:
     """Return the order manager; ``run_tag`` makes client order ids unique per run."""
     m, o = settings.market, settings.orders
     return OrderManager(OrderManagerConfig(
-        symbol=m.symbol, tick_size=m.tick_size, lot_size=m.lot_size, min_qty=m.min_qty,
+        symbol=m.symbol, tick_size=rules.tick_size, lot_size=rules.lot_size, min_qty=m.min_qty,
         min_notional=m.min_notional, requote_ticks=o.requote_ticks,
         max_order_age_ns=round(o.max_order_age_s * NS), post_only=o.post_only,
         client_id_prefix=f"{o.client_id_prefix}{run_tag}",
     ))
 
 
-def build_engine(settings: Settings, clock: Scheduler, journal: Journal | None, log: Any,
-                 on_status: Any = None, run_tag: str = "") -> Engine:
+def build_engine(settings: Settings, rules: MarketRules, clock: Scheduler,
+                 journal: Journal | None, log: Any, on_status: Any = None,
+                 run_tag: str = "") -> Engine:
     """Return an engine wired from settings (the venue is attached by the caller)."""
     model = settings.model
     estimator = None
@@ -116,11 +140,11 @@ def build_engine(settings: Settings, clock: Scheduler, journal: Journal | None, 
         )
     return Engine(
         symbol=settings.market.symbol,
-        tick_size=settings.market.tick_size,
+        tick_size=rules.tick_size,
         clock=clock,
         strategy=build_strategy(settings),
         gate=build_gate(settings),
-        orders=build_order_manager(settings, run_tag),
+        orders=build_order_manager(settings, rules, run_tag),
         model=ModelInputs(model.sigma, model.intensity_a, model.intensity_k),
         sigma_estimator=estimator,
         journal=journal,

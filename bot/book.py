@@ -109,7 +109,17 @@ class OrderBook:
     # Updates
     # ----------------------------------------------------------------------------------------
 
-    def apply(self, event: BookSnapshot | BookDelta) -> None:
+    def check(self, event: BookSnapshot | BookDelta) -> None:
+        """Validate ``event``'s levels without applying them.
+
+        Raises:
+            DataError: a level holds a non-finite or non-positive price or a non-finite or
+                negative quantity; the book is marked invalid.
+        """
+        self._validate(event.bids, "bid")
+        self._validate(event.asks, "ask")
+
+    def apply(self, event: BookSnapshot | BookDelta, checked: bool = False) -> None:
         """Apply a snapshot (replaces both sides) or a delta (absolute quantities).
 
         A good snapshot makes the book valid. While the book is invalid, deltas are counted in
@@ -117,6 +127,7 @@ class OrderBook:
 
         Args:
             event: The market-data event; its ``symbol`` must be this book's symbol.
+            checked: ``check(event)`` already passed; skip validating the levels again.
 
         Raises:
             DataError: The event belongs to another symbol (the book is left untouched), holds
@@ -130,8 +141,9 @@ class OrderBook:
         if not is_snapshot and self._invalid_reason:
             self.ignored_deltas += 1
             return
-        self._validate(event.bids, "bid")
-        self._validate(event.asks, "ask")
+        if not checked:
+            self._validate(event.bids, "bid")
+            self._validate(event.asks, "ask")
         if is_snapshot:
             self._bids.replace(event.bids)
             self._asks.replace(event.asks)

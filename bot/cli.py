@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--json", action="store_true", help="print one JSON object")
 
     paper = sub.add_parser("paper", help="paper trade: live-like feed, simulated fills")
-    paper.add_argument("--venue", default=None, help="market data venue (only 'sim' so far)")
+    paper.add_argument("--venue", default=None,
+                       help="binance|binance-usdm|coinbase|bybit|okx|kraken|ccxt:<id>|sim")
     paper.add_argument("--symbol", default=None, help="symbol (default from the config)")
     paper.add_argument("--config", type=Path, default=None, help="TOML config file")
     paper.add_argument("--duration", type=_positive_float, default=None,
@@ -81,6 +82,37 @@ def build_parser() -> argparse.ArgumentParser:
                        help="simulated market only: seconds of market per wall second")
     paper.add_argument("--json", action="store_true",
                        help="no status lines; print the summary as one JSON object")
+    replay = sub.add_parser("replay", help="replay recorded feeds through the engine")
+    replay.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                        help="recordings (ours, hftbacktest raw Binance, cryptofeed sessions); "
+                             "several files of one connection continue each other")
+    replay.add_argument("--config", type=Path, default=None, help="TOML config file")
+    replay.add_argument("--fill-model", choices=["queue", "trade-through", "touch"],
+                        default=None)
+    replay.add_argument("--venue", default=None, help="override the venue the files name")
+    replay.add_argument("--symbol", default=None, help="which market of a multi-symbol file")
+    replay.add_argument("--speed", choices=["max", "1"], default="max",
+                        help="max: as fast as possible (default); 1: recorded pace")
+    replay.add_argument("--out", type=Path, default=None, help="parent folder of run directories")
+    replay.add_argument("--json", action="store_true", help="print one JSON object")
+
+    record = sub.add_parser("record", help="record a venue's raw feed for replay")
+    record.add_argument("--venue", required=True, help="native venue (binance, okx, ...)")
+    record.add_argument("--symbol", required=True, help="symbol in the venue's notation")
+    record.add_argument("--out", type=Path, required=True, help="output file (*.jsonl.gz)")
+    record.add_argument("--duration", type=_positive_float, default=None,
+                        help="stop after this many seconds (default: until Ctrl-C)")
+    record.add_argument("--rotate-mb", type=_positive_float, default=512.0,
+                        help="start a new part after this many MiB (uncompressed)")
+    record.add_argument("--rotate-s", type=_positive_float, default=3600.0,
+                        help="start a new part after this many seconds")
+    record.add_argument("--json", action="store_true", help="print one JSON object")
+
+    bench = sub.add_parser("bench", help="throughput and tick-to-quote latency of the pipeline")
+    bench.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                       help="recordings (default: the shared Binance USD-M BTCUSDT capture)")
+    bench.add_argument("--config", type=Path, default=None, help="TOML config file")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
@@ -114,6 +146,38 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from bot.simulate import format_table
 
                 sys.stdout.write(format_table(result) + "\n")
+            return EXIT_OK
+        if args.verb == "replay":
+            from bot.replay import replay_command
+
+            overrides = merge_overrides(
+                ("sim_venue.fill_model", args.fill_model),
+                ("run.out_dir", str(args.out) if args.out is not None else None),
+            )
+            summary = replay_command(args.paths, args.config, overrides, args.venue,
+                                     args.symbol, None if args.speed == "max" else 1.0,
+                                     args.json)
+            if args.json:
+                _print_json(summary)
+            else:
+                sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+            return EXIT_OK
+        if args.verb == "record":
+            from bot.record import record_command
+
+            result = record_command(args.venue, args.symbol, args.out, args.duration,
+                                    args.rotate_mb, args.rotate_s)
+            if args.json:
+                _print_json(result)
+            return EXIT_OK
+        if args.verb == "bench":
+            from bot.bench import bench_command
+
+            result = bench_command(args.paths, args.config)
+            if args.json:
+                _print_json(result)
+            else:
+                sys.stdout.write(json.dumps(result, indent=2) + "\n")
             return EXIT_OK
         if args.verb == "paper":
             from bot.paper import run_paper

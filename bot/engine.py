@@ -207,19 +207,20 @@ class Engine:
             self._emit_status(ts)
 
     def _on_book(self, event: BookSnapshot | BookDelta, ts: int) -> None:
-        reason = _bad_levels(event.bids) or _bad_levels(event.asks)
-        if reason:
+        was_valid = self.book.valid
+        try:
+            self.book.check(event)
+        except DataError as exc:
             # Corrupt data never reaches the venue's matching, the book or the strategy.
             self.stats.bad_events += 1
-            self._invalidate(reason)
+            self._invalidated(was_valid, str(exc))
             self._requote(ts)
             return
         if self._sim_venue is not None:
             self._sim_venue.on_market(event)
             self._drain(ts)
-        was_valid = self.book.valid
         try:
-            self.book.apply(event)
+            self.book.apply(event, checked=True)
         except DataError as exc:
             # apply() has already marked the book invalid; count and log the transition.
             self._invalidated(was_valid, str(exc))
@@ -445,14 +446,20 @@ class Engine:
         clock = self.clock
         if not isinstance(clock, VirtualClock):
             raise TypeError("run_virtual needs a VirtualClock")
-        process = self.process
+        step = self.step
         for event in events:
-            ts = event.ts_local_ns
-            due = clock.next_due_ns()
-            if due is not None and due <= ts:
-                self._run_callbacks(clock, ts)
-            clock.advance_to(ts)
-            process(event)
+            step(event)
+
+    def step(self, event: MarketEvent) -> None:
+        """Advance virtual time to ``event``, running due venue callbacks first, and apply it."""
+        clock = self.clock
+        assert isinstance(clock, VirtualClock)
+        ts = event.ts_local_ns
+        due = clock.next_due_ns()
+        if due is not None and due <= ts:
+            self._run_callbacks(clock, ts)
+        clock.advance_to(ts)
+        self.process(event)
 
     def _run_callbacks(self, clock: VirtualClock, until_ns: int) -> None:
         while (due := clock.next_due_ns()) is not None and due <= until_ns:
@@ -556,10 +563,3 @@ class Engine:
         if self.journal is not None:
             self.journal.flush()
 
-
-def _bad_levels(levels: tuple[tuple[float, float], ...]) -> str:
-    """Return why a level list is corrupt ('' when fine): NaN, infinite, negative values."""
-    for price, qty in levels:
-        if not (0.0 < price < _INF and 0.0 <= qty < _INF):
-            return f"corrupt level price={price!r} qty={qty!r}"
-    return ""

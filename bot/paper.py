@@ -16,24 +16,30 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from adapters.ccxt_feed import CcxtFeed
 from adapters.sim_market import SyntheticL2Config, SyntheticL2Market
 from adapters.sim_venue import FillModel, SimVenue, SimVenueConfig
+from adapters.venues import make_parser
+from adapters.ws import Tap, WebSocketFeed
 from bot.app import (
+    MarketRules,
     RunDir,
     build_engine,
     format_status,
+    infer_rules,
     make_run_dir,
     run_tag_now,
 )
 from bot.clock import Scheduler, VirtualClock, WallClock
 from bot.engine import Engine, Status
-from bot.errors import ConfigError
-from bot.events import MarketEvent
+from bot.errors import ConfigError, DataError, MmbotError
+from bot.events import BookSnapshot, MarketEvent
 from bot.journal import Journal
 from bot.logs import close_logging, configure_logging, get_logger
 from bot.settings import Settings
 
 NS = 1_000_000_000
+SNAPSHOT_WAIT_S = 60.0
 
 
 def sim_venue_config(settings: Settings) -> SimVenueConfig:
@@ -55,13 +61,19 @@ def sim_market(settings: Settings, duration_s: float | None) -> SyntheticL2Marke
     m = settings.sim_market
     try:
         return SyntheticL2Market(SyntheticL2Config(
-            s0=m.s0, sigma=m.sigma, tick=settings.market.tick_size,
+            s0=m.s0, sigma=m.sigma, tick=sim_rules(settings).tick_size,
             intensity_a=m.intensity_a, intensity_k=m.intensity_k,
-            lot=settings.market.lot_size, symbol=settings.market.symbol,
+            lot=sim_rules(settings).lot_size, symbol=settings.market.symbol,
             duration_s=duration_s, seed=m.seed,
         ))
     except ValueError as exc:
         raise ConfigError("sim_market", str(exc)) from exc
+
+
+def sim_rules(settings: Settings) -> MarketRules:
+    """Return the simulated market's tick and lot (settings win over 0.01 and 0.001)."""
+    m = settings.market
+    return MarketRules(m.tick_size or 0.01, m.lot_size or 0.001)
 
 
 def _attach_sim_venue(engine: Engine, settings: Settings, clock: Scheduler) -> SimVenue:
@@ -121,7 +133,8 @@ def run_sim_virtual(settings: Settings, duration_s: float, run: RunDir | None = 
     clock = VirtualClock()
     journal = Journal(run.journal) if run is not None else None
     log = get_logger(venue=settings.market.venue, symbol=settings.market.symbol, mode="sim")
-    engine = build_engine(settings, clock, journal, log, on_status=on_status)
+    engine = build_engine(settings, sim_rules(settings), clock, journal, log,
+                          on_status=on_status)
     _attach_sim_venue(engine, settings, clock)
     start = time.perf_counter()
     try:
@@ -133,6 +146,59 @@ def run_sim_virtual(settings: Settings, duration_s: float, run: RunDir | None = 
     summary = summarise(engine, run, "sim-virtual", settings, 0, clock.now_ns(),
                         time.perf_counter() - start)
     return engine, summary
+
+
+async def open_source(settings: Settings, duration_s: float | None, log: Any,
+                      tap: Tap | None = None) -> tuple[MarketRules, AsyncIterator[MarketEvent]]:
+    """Open the market data of ``settings.market``: the simulated market or a live feed.
+
+    Tick and lot come from settings when both are set; otherwise from the simulated market,
+    from ccxt's market description, or from the first book snapshot of a native feed.
+
+    Raises:
+        ConfigError: unknown venue or symbol.
+        DataError: a native feed sent no book snapshot within ``SNAPSHOT_WAIT_S``.
+    """
+    m = settings.market
+    if m.venue == "sim":
+        market = sim_market(settings, duration_s)
+        return sim_rules(settings), _paced(market.events(start_ns=time.time_ns()))
+    given = MarketRules(m.tick_size, m.lot_size) if m.tick_size and m.lot_size else None
+    if m.venue.startswith("ccxt:"):
+        feed = CcxtFeed(m.venue.removeprefix("ccxt:"), m.symbol, log=log)
+        if given is None:
+            tick, lot = await feed.rules()
+            given = MarketRules(m.tick_size or tick, m.lot_size or lot)
+        return given, feed.events()
+    ws_feed = WebSocketFeed(make_parser(m.venue, m.symbol), tap=tap, log=log)
+    stream = aiter(ws_feed.events())
+    if given is not None:
+        return given, stream
+    first: list[MarketEvent] = []
+
+    async def until_snapshot() -> BookSnapshot:
+        async for event in stream:
+            first.append(event)
+            if isinstance(event, BookSnapshot) and event.bids and event.asks:
+                return event
+        raise DataError(f"{m.venue} feed ended before its first book snapshot")
+
+    try:
+        snap = await asyncio.wait_for(until_snapshot(), SNAPSHOT_WAIT_S)
+    except TimeoutError as exc:
+        raise DataError(f"no book snapshot from {m.venue} {m.symbol} within "
+                        f"{SNAPSHOT_WAIT_S:.0f} s") from exc
+    inferred = infer_rules(snap)
+    log.info("market_rules_inferred", tick_size=inferred.tick_size, lot_size=inferred.lot_size)
+
+    async def chained() -> AsyncIterator[MarketEvent]:
+        for event in first:
+            yield event
+        async for event in stream:
+            yield event
+
+    return MarketRules(m.tick_size or inferred.tick_size, m.lot_size or inferred.lot_size), \
+        chained()
 
 
 async def _paced(events: Iterator[MarketEvent]) -> AsyncIterator[MarketEvent]:
@@ -151,12 +217,6 @@ def run_paper(settings: Settings, duration_s: float | None, json_output: bool = 
     Prints a status line every ``run.status_interval_s`` seconds on stdout (unless
     ``json_output``), writes the run directory and says where it is on stderr.
     """
-    if settings.market.venue != "sim":
-        raise ConfigError(
-            "market.venue",
-            f"{settings.market.venue!r} is not available yet: this version paper-trades the "
-            "built-in simulated market only (--venue sim)",
-        )
     if speed != 1.0:
         raise ConfigError("--speed", "paper trading runs at wall-clock pace (speed 1)")
     run = make_run_dir(settings, "paper")
@@ -170,14 +230,8 @@ def run_paper(settings: Settings, duration_s: float | None, json_output: bool = 
 
     clock = WallClock()
     journal = Journal(run.journal)
-    engine = build_engine(settings, clock, journal, log, on_status=show, run_tag=run_tag_now())
-    _attach_sim_venue(engine, settings, clock)
+    holder: list[Engine] = []
     start_ns = time.time_ns()
-    market = sim_market(settings, duration_s)
-    log.info("paper_started", run_dir=str(run.path), strategy=settings.strategy.kind,
-             max_inventory=settings.risk.max_inventory, max_loss=settings.risk.max_loss,
-             max_drawdown=settings.risk.max_drawdown,
-             order_qty=settings.strategy.ladder.order_qty)
     t0 = time.perf_counter()
 
     async def main() -> None:
@@ -188,12 +242,25 @@ def run_paper(settings: Settings, duration_s: float | None, json_output: bool = 
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.add_signal_handler(sig, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
-            await engine.run_wall(_paced(market.events(start_ns=start_ns)), duration_s)
+            rules, source = await open_source(settings, duration_s, log)
+            engine = build_engine(settings, rules, clock, journal, log, on_status=show,
+                                  run_tag=run_tag_now())
+            _attach_sim_venue(engine, settings, clock)
+            holder.append(engine)
+            log.info("paper_started", run_dir=str(run.path), strategy=settings.strategy.kind,
+                     tick_size=rules.tick_size, lot_size=rules.lot_size,
+                     max_inventory=settings.risk.max_inventory,
+                     max_loss=settings.risk.max_loss, max_drawdown=settings.risk.max_drawdown,
+                     order_qty=settings.strategy.ladder.order_qty)
+            await engine.run_wall(source, duration_s)
 
     try:
         asyncio.run(main())
     finally:
         journal.close()
+    if not holder:
+        raise MmbotError("paper trading stopped before the market data started")
+    engine = holder[0]
     summary = summarise(engine, run, "paper", settings, start_ns, time.time_ns(),
                         time.perf_counter() - t0)
     log.info("paper_finished", pnl=summary["pnl"], fills=summary["fills"],

@@ -37,12 +37,16 @@ class _Section(BaseModel):
 
 
 class MarketSettings(_Section):
-    """Which market to trade and its trading rules."""
+    """Which market to trade and its trading rules.
+
+    ``tick_size`` and ``lot_size`` left unset are taken from the venue: the simulated market's
+    own (0.01 and 0.001), or, in replay, inferred from the recording's first book snapshot.
+    """
 
     venue: str = "sim"
     symbol: str = "SIM-USD"
-    tick_size: float = Field(0.01, gt=0)
-    lot_size: float = Field(0.001, gt=0)
+    tick_size: float | None = Field(None, gt=0)
+    lot_size: float | None = Field(None, gt=0)
     min_qty: float = Field(0.0, ge=0)
     min_notional: float = Field(0.0, ge=0)
 

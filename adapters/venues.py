@@ -1,0 +1,121 @@
+"""The venues we speak natively, and how recordings name them.
+
+``make_parser(venue, symbol)`` returns the pure parser of a venue module; the I/O shell, the
+recorder and replay all go through it, so one name means one protocol everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from adapters.feed import FeedParser
+from bot.errors import ConfigError
+
+VENUES = (
+    "binance", "binance-usdm", "binance-coinm", "coinbase", "bybit", "bybit-spot", "okx",
+    "kraken", "kraken-v1",
+)
+
+# cryptofeed's exchange names -> ours (Bybit's category comes from the connection address).
+_CRYPTOFEED = {
+    "BINANCE": "binance",
+    "BINANCE_US": "binance",
+    "BINANCE_FUTURES": "binance-usdm",
+    "BINANCE_DELIVERY": "binance-coinm",
+    "COINBASE": "coinbase",
+    "BYBIT": "bybit",
+    "OKX": "okx",
+    "KRAKEN": "kraken-v1",
+}
+
+
+def make_parser(venue: str, symbol: str, **overrides: Any) -> FeedParser:
+    """Return the parser of ``venue`` for ``symbol``; ``overrides`` set URLs (tests).
+
+    Raises:
+        ConfigError: the venue is not one we speak natively.
+    """
+    if venue in ("binance", "binance-usdm", "binance-coinm"):
+        from adapters.binance import BinanceParser
+
+        market = {"binance": "spot", "binance-usdm": "usdm", "binance-coinm": "coinm"}[venue]
+        return BinanceParser(symbol, market=market, **overrides)  # type: ignore[arg-type]
+    if venue == "coinbase":
+        from adapters.coinbase import CoinbaseParser
+
+        return CoinbaseParser(symbol, **overrides)
+    if venue in ("bybit", "bybit-spot"):
+        from adapters.bybit import BybitParser
+
+        if venue == "bybit-spot":
+            return BybitParser(symbol, category="spot", **overrides)
+        return BybitParser(symbol, category="linear", **overrides)
+    if venue == "okx":
+        from adapters.okx import OkxParser
+
+        return OkxParser(symbol, **overrides)
+    if venue == "kraken":
+        from adapters.kraken import KrakenParser
+
+        return KrakenParser(symbol, **overrides)
+    if venue == "kraken-v1":
+        from adapters.kraken import KrakenV1Parser
+
+        return KrakenV1Parser(symbol, **overrides)
+    raise ConfigError("market.venue", f"unknown venue {venue!r}; one of {', '.join(VENUES)}, "
+                                      "ccxt:<exchange-id> or sim")
+
+
+def venue_from_cryptofeed(exchange: str, symbol: str) -> str:
+    """Return our venue name for a cryptofeed session's exchange and (cryptofeed) symbol."""
+    try:
+        venue = _CRYPTOFEED[exchange]
+    except KeyError as exc:
+        raise ConfigError("recording", f"cryptofeed exchange {exchange!r} is not a venue we "
+                                       f"parse; one of {', '.join(sorted(_CRYPTOFEED))}") from exc
+    if venue == "bybit" and not symbol.endswith("-PERP"):
+        return "bybit-spot"
+    return venue
+
+
+def native_symbol(venue: str, cryptofeed_symbol: str) -> str:
+    """Translate cryptofeed's normalised symbol (``BTC-USDT-PERP``) into the venue's own."""
+    parts = cryptofeed_symbol.split("-")
+    if venue.startswith("binance"):
+        if venue == "binance-coinm":
+            base, quote = parts[0], parts[1]
+            suffix = parts[2] if len(parts) > 2 else "PERP"
+            return f"{base}{quote}_{suffix}"
+        return "".join(parts[:2])
+    if venue.startswith("bybit"):
+        return "".join(parts[:2])
+    if venue == "okx":
+        if len(parts) > 2 and parts[2] == "PERP":
+            return f"{parts[0]}-{parts[1]}-SWAP"
+        return cryptofeed_symbol
+    if venue.startswith("kraken"):
+        return "/".join(parts[:2])
+    return cryptofeed_symbol
+
+
+def accepts_connection(venue: str, address: str) -> bool:
+    """Return whether a recorded websocket connection carries this venue's market."""
+    if venue == "bybit":
+        return address.rstrip("/").endswith("/linear")
+    if venue == "bybit-spot":
+        return address.rstrip("/").endswith("/spot")
+    return True
+
+
+def binance_market_from_frame(raw: str) -> tuple[str, str] | None:
+    """Return (venue, symbol) from a Binance combined-stream depth frame, or None."""
+    try:
+        data = json.loads(raw).get("data", {})
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    if not isinstance(data, dict) or data.get("e") != "depthUpdate" or "s" not in data:
+        return None
+    if "pu" not in data:
+        return "binance", str(data["s"])
+    return ("binance-coinm" if "ps" in data else "binance-usdm"), str(data["s"])

@@ -1,0 +1,338 @@
+"""Replay recorded feeds through the venue parsers, the engine and the simulated venue.
+
+Raw frames go through the same parsers as live; the engine runs on virtual time driven by the
+frames' local receive times, so a replay is reproducible bit for bit from the same files and
+config. ``--speed 1`` paces the frames to the recorded wall time instead of running flat out.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from adapters.feed import FeedParser, FeedStats, Resync
+from adapters.recording import PROGRESS, Frame, iter_frames, read_info
+from adapters.sim_venue import SimVenue
+from adapters.venues import (
+    accepts_connection,
+    binance_market_from_frame,
+    make_parser,
+    native_symbol,
+    venue_from_cryptofeed,
+)
+from bot.app import MarketRules, RunDir, build_engine, infer_rules, make_run_dir
+from bot.clock import VirtualClock
+from bot.engine import Engine
+from bot.errors import ConfigError, DataError
+from bot.events import BookDelta, BookSnapshot, MarketEvent
+from bot.journal import Journal
+from bot.logs import configure_logging, get_logger
+from bot.paper import sim_venue_config, summarise
+from bot.settings import Settings, load_settings
+
+NS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Which market a set of recordings holds."""
+
+    venue: str
+    symbol: str
+    paths: tuple[Path, ...]
+
+
+def resolve_source(paths: Sequence[Path], venue: str | None, symbol: str | None) -> Source:
+    """Work out venue and symbol from the recordings (command-line values win).
+
+    Raises:
+        ConfigError: the recordings disagree, or name no market and none was given.
+        DataError: a file is unreadable or in no format we read.
+    """
+    if not paths:
+        raise ConfigError("PATH", "give at least one recording")
+    for path in paths:
+        if not path.is_file():
+            raise ConfigError("PATH", f"no such file: {path}")
+    found: set[tuple[str, str]] = set()
+    for path in paths:
+        info = read_info(path)
+        if info.format == "mmbot" and info.venue and info.symbol:
+            found.add((info.venue, info.symbol))
+        elif info.format == "cryptofeed" and info.exchange:
+            sym = symbol or (info.l2_symbols[0] if info.l2_symbols else "")
+            if not sym:
+                raise ConfigError("--symbol", f"{path} names no order book; give --symbol")
+            cf_venue = venue_from_cryptofeed(info.exchange, sym)
+            native = sym if symbol else native_symbol(cf_venue, sym)
+            found.add((venue or cf_venue, native))
+        elif info.format == "hftbacktest":
+            guess = _guess_hftbacktest(path)
+            if guess is not None:
+                found.add(guess)
+    if venue and symbol:
+        return Source(venue, symbol, tuple(paths))
+    if len(found) > 1 and not (venue and symbol):
+        raise ConfigError("PATH", f"the recordings hold different markets: {sorted(found)}")
+    if not found:
+        raise ConfigError("--venue", "cannot tell the market from the recordings; give "
+                                     "--venue and --symbol")
+    rec_venue, rec_symbol = found.pop()
+    return Source(venue or rec_venue, symbol or rec_symbol, tuple(paths))
+
+
+def _guess_hftbacktest(path: Path) -> tuple[str, str] | None:
+    for n, frame in enumerate(iter_frames([path])):
+        if frame.kind == "ws":
+            guess = binance_market_from_frame(frame.data)
+            if guess is not None:
+                return guess
+        if n > 1000:
+            break
+    return None
+
+
+class FrameRouter:
+    """Hand recorded frames to parsers: one parser per websocket connection of the market."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.parsers: dict[str, FeedParser] = {}
+        self._addresses: dict[str, str] = {}
+        self._pending_snapshots: list[Frame] = []
+        self.messages = 0
+        self.bad_frames = 0
+
+    def _parser(self, conn: str) -> FeedParser | None:
+        parser = self.parsers.get(conn)
+        if parser is None:
+            if not accepts_connection(self.source.venue, self._addresses.get(conn, "")):
+                return None
+            parser = make_parser(self.source.venue, self.source.symbol)
+            self.parsers[conn] = parser
+        return parser
+
+    def _wants_snapshot(self, url: str) -> bool:
+        if not url:
+            return True  # hftbacktest: the bare snapshot line of the one connection
+        if "depth" not in url:
+            return False
+        compact = self.source.symbol.replace("/", "").replace("-", "").upper()
+        return f"symbol={compact}" in url.replace("-", "").upper() or "symbol=" not in url
+
+    def events(self, frame: Frame) -> list[MarketEvent]:
+        """Return the events of one frame (usually 0 or 1; a snapshot may release several)."""
+        kind = frame.kind
+        if kind == "ws":
+            parser = self._parser(frame.conn)
+            if parser is None:
+                return []
+            self.messages += 1
+            out = parser.on_message(frame.data, frame.ts_local_ns)
+            if self._pending_snapshots and parser.resync is Resync.REST_SNAPSHOT:
+                for snap in self._pending_snapshots:
+                    out.extend(parser.on_snapshot(snap.data, snap.ts_local_ns))
+                self._pending_snapshots.clear()
+            return out
+        if kind == "rest":
+            if not self._wants_snapshot(frame.conn):
+                return []
+            self.messages += 1
+            waiting = [p for p in self.parsers.values() if p.resync is Resync.REST_SNAPSHOT]
+            if not waiting:
+                # The snapshot came before any diff (or nobody lost sync): keep the latest.
+                self._pending_snapshots = [frame]
+                return []
+            released: list[MarketEvent] = []
+            for parser in waiting:
+                released.extend(parser.on_snapshot(frame.data, frame.ts_local_ns))
+            return released
+        if kind == "connect":
+            self._addresses[frame.conn] = frame.data
+            parser = self.parsers.get(frame.conn)
+            if parser is not None:
+                parser.reset()
+            return []
+        self.bad_frames += 1
+        return []
+
+    def stats(self) -> FeedStats:
+        """Return the parsers' counters added up."""
+        total = FeedStats()
+        for parser in self.parsers.values():
+            for name in total.__slots__:
+                setattr(total, name, getattr(total, name) + getattr(parser.stats, name))
+        return total
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    """Engine, counters and, when measured, the tick-to-quote latencies in ns."""
+
+    engine: Engine
+    router: FrameRouter
+    messages: int
+    elapsed_s: float
+    latencies_ns: list[int] = field(default_factory=list)
+
+
+def find_rules(source: Source, settings: Settings) -> MarketRules:
+    """Return tick and lot: from settings when given, else from the first snapshot."""
+    m = settings.market
+    if m.tick_size is not None and m.lot_size is not None:
+        return MarketRules(m.tick_size, m.lot_size)
+    router = FrameRouter(source)
+    for n, frame in enumerate(iter_frames(source.paths)):
+        for event in router.events(frame):
+            if isinstance(event, BookSnapshot) and event.bids and event.asks:
+                inferred = infer_rules(event)
+                return MarketRules(m.tick_size or inferred.tick_size,
+                                   m.lot_size or inferred.lot_size)
+        if n > 200_000:
+            break
+    raise DataError("no order book snapshot in the first 200,000 frames: cannot infer the "
+                    "tick size; set market.tick_size and market.lot_size")
+
+
+def run_replay(
+    source: Source,
+    settings: Settings,
+    run: RunDir | None,
+    *,
+    speed: float | None = None,
+    measure_latency: bool = False,
+    progress: Callable[[int, float], None] | None = None,
+) -> ReplayResult:
+    """Replay ``source`` through the engine; return the engine and counters.
+
+    Args:
+        source: the recordings and their market.
+        settings: the run's settings (market venue and symbol are taken from ``source``).
+        run: run directory for the journal, or None.
+        speed: None for as fast as possible, 1.0 to pace frames to recorded time.
+        measure_latency: record tick-to-quote latency (raw frame in -> commands out) for
+            every frame that updated the book.
+        progress: called about twice a second with (messages, fraction of bytes read).
+    """
+    rules = find_rules(source, settings)
+    clock = VirtualClock()
+    journal = Journal(run.journal) if run is not None else None
+    log = get_logger(venue=source.venue, symbol=source.symbol, mode="replay")
+    engine = build_engine(settings, rules, clock, journal, log)
+    venue = SimVenue(sim_venue_config(settings), clock, engine.on_order_event, engine.book)
+    engine.attach_venue(venue, simulated=True)
+    router = FrameRouter(source)
+    route = router.events
+    step = engine.step
+    latencies: list[int] = []
+    perf_ns = time.perf_counter_ns
+    started = time.perf_counter()
+    next_progress = started + 0.5
+    first_ts: int | None = None
+    try:
+        for frame in iter_frames(source.paths):
+            if speed is not None and frame.ts_local_ns:
+                if first_ts is None:
+                    first_ts = frame.ts_local_ns
+                wait = (frame.ts_local_ns - first_ts) / NS / speed - (time.perf_counter()
+                                                                      - started)
+                if wait > 0:
+                    time.sleep(wait)
+            t0 = perf_ns()
+            events = route(frame)
+            if not events:
+                continue
+            book_event = False
+            for event in events:
+                step(event)
+                if type(event) is BookDelta or type(event) is BookSnapshot:
+                    book_event = True
+            if measure_latency and book_event:
+                latencies.append(perf_ns() - t0)
+            if progress is not None and router.messages % 4096 == 0:
+                now = time.perf_counter()
+                if now >= next_progress:
+                    next_progress = now + 0.5
+                    progress(router.messages, PROGRESS.position() / max(PROGRESS.total, 1))
+        engine.finish_virtual()
+    finally:
+        if journal is not None:
+            journal.close()
+    return ReplayResult(engine, router, router.messages, time.perf_counter() - started,
+                        latencies)
+
+
+def replay_summary(result: ReplayResult, source: Source, settings: Settings,
+                   run: RunDir | None) -> dict[str, Any]:
+    """Return the replay JSON (the documented keys first) and write ``summary.json``."""
+    engine = result.engine
+    feed = result.router.stats()
+    stats = engine.stats
+    core: dict[str, Any] = {
+        "venue": source.venue,
+        "symbol": source.symbol,
+        "files": [str(p) for p in source.paths],
+        "messages": result.messages,
+        "book_updates": stats.book_updates,
+        "trades": stats.trades,
+        "orders_sent": stats.orders_sent,
+        "fills": stats.fills,
+        "pnl": engine.portfolio.pnl,
+        "final_inventory": engine.portfolio.position,
+        "final_best_bid": _finite(engine.book.best_bid),
+        "final_best_ask": _finite(engine.book.best_ask),
+        "sequence_gaps": feed.gaps,
+        "checksum_errors": feed.checksum_errors,
+        "resyncs": feed.resyncs,
+        "malformed": feed.malformed + result.router.bad_frames,
+        "elapsed_s": result.elapsed_s,
+        "messages_per_s": result.messages / result.elapsed_s if result.elapsed_s > 0 else 0.0,
+        "tick_size": engine.tick_size,
+    }
+    ts_first = 0
+    full = summarise(engine, run, "replay", settings, ts_first, engine.last_ts_ns,
+                     result.elapsed_s)
+    for key in ("mode", "venue", "symbol", "events", "book_updates", "trades", "orders_sent",
+                "fills", "pnl", "final_best_bid", "final_best_ask", "elapsed_s", "started_ns",
+                "ended_ns", "market_time_s", "final_mid"):
+        full.pop(key, None)
+    summary = {**core, **full}
+    if run is not None:
+        run.write_json("summary.json", summary)
+    return summary
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _progress_bar(messages: int, fraction: float) -> None:
+    width = 30
+    filled = int(width * min(max(fraction, 0.0), 1.0))
+    sys.stderr.write(f"\rreplay [{'#' * filled}{'.' * (width - filled)}] "
+                     f"{fraction:6.1%} {messages:,} msgs")
+    sys.stderr.flush()
+
+
+def replay_command(paths: Sequence[Path], config: Path | None, overrides: dict[str, Any],
+                   venue: str | None, symbol: str | None, speed: float | None,
+                   json_output: bool) -> dict[str, Any]:
+    """The ``mmbot replay`` verb: resolve, run, write the run directory, return the summary."""
+    source = resolve_source(paths, venue, symbol)
+    market = {**overrides.pop("market", {}), "venue": source.venue, "symbol": source.symbol}
+    settings = load_settings(config, {**overrides, "market": market})
+    run = make_run_dir(settings, "replay")
+    configure_logging("warning" if json_output else settings.run.log_level, run.log)
+    show = sys.stderr.isatty() and not (json_output and not sys.stdout.isatty())
+    result = run_replay(source, settings, run, speed=speed,
+                        progress=_progress_bar if show else None)
+    if show:
+        sys.stderr.write("\n")
+    summary = replay_summary(result, source, settings, run)
+    sys.stderr.write(f"run directory: {run.path}\n")
+    return summary
