@@ -54,6 +54,8 @@ class FeedParser(Protocol):
     venue: str
     symbol: str
     stats: FeedStats
+    heartbeat_interval_s: float | None
+    """How often the shell must send ``heartbeat_frame()`` (None: the venue needs none)."""
 
     @property
     def resync(self) -> Resync:
@@ -66,6 +68,10 @@ class FeedParser(Protocol):
 
     def subscribe_frames(self) -> list[str]:
         """Return the frames to send right after connecting (empty if the URL subscribes)."""
+        ...
+
+    def heartbeat_frame(self) -> str | None:
+        """Return the application-level ping the venue requires, or None."""
         ...
 
     def snapshot_url(self) -> str | None:

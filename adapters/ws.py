@@ -215,12 +215,11 @@ class WebSocketFeed:
         return events
 
     async def _heartbeat(self, ws: Any) -> None:
-        frame_fn = getattr(self.parser, "heartbeat_frame", None)
-        interval = getattr(self.parser, "heartbeat_interval_s", None)
-        if frame_fn is None or not interval:
+        interval = self.parser.heartbeat_interval_s
+        if not interval:
             return
         while True:
-            await asyncio.sleep(float(interval))
-            frame = frame_fn()
+            await asyncio.sleep(interval)
+            frame = self.parser.heartbeat_frame()
             if frame is not None:
                 await ws.send(frame)

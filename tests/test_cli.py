@@ -110,8 +110,8 @@ def test_missing_config_file_exits_2(tmp_path: Path) -> None:
     assert "nope.toml" in proc.stderr
 
 
-def test_venue_not_available_yet_exits_2_with_a_reason() -> None:
-    proc = run_cli("paper", "--venue", "kraken", "--symbol", "BTC/USD", "--duration", "1")
+def test_unknown_venue_exits_2_with_a_reason() -> None:
+    proc = run_cli("paper", "--venue", "frobex", "--symbol", "BTC/USD", "--duration", "1")
     assert proc.returncode == 2
     assert "market.venue" in proc.stderr
 
