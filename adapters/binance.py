@@ -1,0 +1,642 @@
+"""Binance market data (spot, USD-M and COIN-M futures): a pure parser with the depth sync rules.
+
+One ``BinanceParser`` follows one symbol on one market through a combined-stream connection
+(``/stream?streams=<sym>@depth@100ms/<sym>@trade/<sym>@bookTicker``). It turns diff-depth events
+into ``BookDelta`` and trades into ``Trade``, and keeps the book in sync the way Binance documents
+it ("How to manage a local order book correctly"):
+
+1. Diff events are buffered (bounded; the oldest are dropped when full) until the shell hands in
+   a REST depth snapshot (``resync`` is ``REST_SNAPSHOT`` until then).
+2. Events the snapshot already covers are dropped: spot ``u <= lastUpdateId``, futures
+   ``u < lastUpdateId`` (buffered ones, and live ones that were in flight while the snapshot
+   was fetched; this is part of the sync and is not counted as stale).
+3. The first event applied must connect to the snapshot: spot ``U <= lastUpdateId + 1``,
+   futures ``U <= lastUpdateId`` or ``pu <= lastUpdateId`` (update ids are shared between the
+   symbols of a futures market, so the snapshot id may fall between one event's ``pu`` and the
+   next one's ``U``: no update of this symbol is missing then). If it starts later, updates are
+   missing between the snapshot and the diffs: the snapshot is too old, which is a gap.
+   If every buffered event is older than the snapshot, the snapshot is applied and the next
+   live event must connect to it.
+4. After that every event must continue the previous one: spot ``U <= u_prev + 1`` (normally
+   ``U == u_prev + 1``; an overlap re-sends absolute quantities, which is harmless), futures
+   ``pu == u_prev``. An event with ``u <= u_prev`` is older than the book: dropped and counted in
+   ``stale_dropped``. Anything else is a gap: ``BookInvalid``, ``resync = REST_SNAPSHOT``, and
+   buffering starts again with the event that showed the gap.
+
+Everything here is pure (no I/O, no clock, no logging). The hot path parses JSON once per frame
+and skips frames of streams it does not use (``bookTicker``, ``kline``, other symbols, the trade
+flavour not subscribed) from the stream name at the start of the text, before any JSON parsing.
+Malformed frames (not JSON, wrong shape, missing keys, non-finite or negative numbers) are counted
+in ``stats.malformed`` and never raise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+from typing import Any, Final, Literal
+
+from adapters.feed import FeedStats, Resync
+from bot.events import BookDelta, BookInvalid, BookSnapshot, Level, MarketEvent, Side, Trade
+
+Market = Literal["spot", "usdm", "coinm"]
+TradeStream = Literal["trade", "aggTrade"]
+
+_VENUES: Final[dict[str, str]] = {
+    "spot": "binance",
+    "usdm": "binance-usdm",
+    "coinm": "binance-coinm",
+}
+_WS_BASES: Final[dict[str, str]] = {
+    "spot": "wss://stream.binance.com:9443",
+    "usdm": "wss://fstream.binance.com",
+    "coinm": "wss://dstream.binance.com",
+}
+_REST_BASES: Final[dict[str, str]] = {
+    "spot": "https://api.binance.com",
+    "usdm": "https://fapi.binance.com",
+    "coinm": "https://dapi.binance.com",
+}
+_DEPTH_PATHS: Final[dict[str, str]] = {
+    "spot": "/api/v3/depth",
+    "usdm": "/fapi/v1/depth",
+    "coinm": "/dapi/v1/depth",
+}
+# Diff-depth update speeds, and the speed that is the stream's default (plain "<sym>@depth").
+# Futures also serve "@depth@0ms" (unthrottled; not in the docs, but what the recorded
+# hftbacktest captures use).
+_DEPTH_SPEEDS: Final[dict[str, tuple[frozenset[int], int]]] = {
+    "spot": (frozenset({100, 1000}), 1000),
+    "usdm": (frozenset({0, 100, 250, 500}), 250),
+    "coinm": (frozenset({0, 100, 250, 500}), 250),
+}
+# Futures trades also carry "X"; only these are prints of the public order book. Other values
+# (insurance-fund and auto-deleverage settlements) did not trade against resting orders.
+_BOOK_TRADE_TYPES: Final = frozenset({"MARKET", "LIQUIDATION"})
+
+_SNAPSHOT_LIMIT: Final = 1000
+_MS_TO_NS: Final = 1_000_000
+_INF: Final = math.inf
+_ENVELOPE: Final = '{"stream":"'
+_ENVELOPE_LEN: Final = len(_ENVELOPE)
+_MAX_CACHED_STREAMS: Final = 256
+
+# What a frame is, decided from its stream name (or, without an envelope, its event type).
+_SKIP: Final = 0
+_DEPTH: Final = 1
+_TRADE: Final = 2
+_AGG_TRADE: Final = 3
+_UNKNOWN: Final = 4
+
+_PARSE_ERRORS: Final = (KeyError, TypeError, ValueError, IndexError, AttributeError)
+
+# One buffered diff: (U, u, pu or -1 on spot, the delta ready to emit).
+_Diff = tuple[int, int, int, BookDelta]
+
+
+def normalize_symbol(symbol: str) -> str:
+    """Return Binance's spelling of ``symbol``: "btc/usdt", "BTC-USDT" -> "BTCUSDT".
+
+    COIN-M contract names keep their underscore ("BTCUSD_PERP", "BTCUSD_240927").
+
+    Raises:
+        ValueError: Nothing is left, or characters other than letters, digits and "_" remain.
+    """
+    name = symbol.replace("/", "").replace("-", "").strip().upper()
+    if not name or not all(c.isalnum() or c == "_" for c in name) or not name.isascii():
+        raise ValueError(f"not a Binance symbol: {symbol!r}")
+    return name
+
+
+def is_rest_snapshot(raw: str | bytes) -> bool:
+    """Tell whether a recorded line is a REST depth snapshot body rather than a stream frame.
+
+    hftbacktest captures put the ``GET /api/v3/depth`` (``/fapi/v1/depth``, ``/dapi/v1/depth``)
+    response in the middle of the websocket frames, as bare JSON with no ``stream`` key::
+
+        {"lastUpdateId":50093239218,"bids":[["61837.63000000","3.78826000"], ...],"asks":[...]}
+    """
+    head = raw[:64]
+    if isinstance(head, bytes):
+        return b'"lastUpdateId"' in head and b'"stream"' not in head
+    return '"lastUpdateId"' in head and '"stream"' not in head
+
+
+def parse_book_ticker(raw: str | bytes) -> tuple[int, float, float] | None:
+    """Return ``(u, best_bid, best_ask)`` from a ``bookTicker`` frame, or None for anything else.
+
+    Used as an oracle for the rebuilt book (same ``u`` means same best bid and ask); the engine
+    itself does not consume ``bookTicker``. Real spot frame::
+
+        {"stream":"btcusdt@bookTicker","data":{"u":50093239212,"s":"BTCUSDT",
+         "b":"61837.63000000","B":"3.78826000","a":"61837.64000000","A":"1.54698000"}}
+
+    Futures frames add ``"e":"bookTicker"``, ``"T"`` and ``"E"`` (COIN-M also ``"ps"``).
+    """
+    try:
+        msg = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    if type(msg) is not dict:
+        return None
+    stream = msg.get("stream")
+    if stream is not None:
+        if type(stream) is not str or not stream.endswith("@bookTicker"):
+            return None
+        msg = msg.get("data")
+        if type(msg) is not dict:
+            return None
+    if msg.get("e", "bookTicker") != "bookTicker":
+        return None
+    try:
+        update_id = msg["u"]
+        bid = float(msg["b"])
+        ask = float(msg["a"])
+    except _PARSE_ERRORS:
+        return None
+    if type(update_id) is not int or not (math.isfinite(bid) and math.isfinite(ask)):
+        return None
+    return update_id, bid, ask
+
+
+def _levels(raw_levels: Any) -> tuple[Level, ...] | None:
+    """Convert wire levels ``[["61837.63", "3.78"], ...]`` to floats; None if any is corrupt.
+
+    A price must be finite and > 0, a quantity finite and >= 0 (0 removes the level).
+    """
+    if type(raw_levels) is not list:
+        return None
+    # One pass: the filter converts and checks each level; a dropped level means a corrupt one.
+    levels = [
+        (price, qty)
+        for raw_price, raw_qty in raw_levels
+        if 0.0 < (price := float(raw_price)) < _INF and 0.0 <= (qty := float(raw_qty)) < _INF
+    ]
+    if len(levels) != len(raw_levels):
+        return None
+    return tuple(levels)
+
+
+class BinanceParser:
+    """Pure parser of one Binance symbol's depth and trade streams (implements ``FeedParser``).
+
+    Attributes:
+        venue: "binance", "binance-usdm" or "binance-coinm".
+        symbol: The normalised symbol, e.g. "BTCUSDT" or "BTCUSD_PERP"; events carry it.
+        market: "spot", "usdm" or "coinm".
+        stats: Counters (frames, events, ignored, malformed, gaps, resyncs, stale diffs).
+        buffer_overflows: Diffs dropped (oldest first) because the pre-snapshot buffer was full.
+    """
+
+    def __init__(
+        self,
+        symbol: str,
+        market: Market = "spot",
+        depth_speed_ms: int = 100,
+        *,
+        trade_stream: TradeStream = "trade",
+        ws_base: str | None = None,
+        rest_base: str | None = None,
+        buffer_limit: int = 10_000,
+    ) -> None:
+        """Create a parser; it starts out waiting for a REST snapshot.
+
+        Args:
+            symbol: "BTCUSDT", "btcusdt", "BTC/USDT", "BTC-USDT"; COIN-M "BTCUSD_PERP".
+            market: "spot", "usdm" (USD-M futures) or "coinm" (COIN-M futures).
+            depth_speed_ms: Diff-depth update speed: spot 100 or 1000, futures 0, 100, 250
+                or 500.
+            trade_stream: Subscribe to individual trades ("trade") or aggregated ones
+                ("aggTrade"); frames of the other flavour are ignored so no trade counts twice.
+            ws_base: Websocket base address instead of Binance's (tests use 127.0.0.1).
+            rest_base: REST base address instead of Binance's.
+            buffer_limit: How many diffs to keep while waiting for a snapshot.
+
+        Raises:
+            ValueError: Unknown market, speed or trade stream, bad symbol, or buffer_limit < 1.
+        """
+        if market not in _VENUES:
+            raise ValueError(f"market must be one of {sorted(_VENUES)}, got {market!r}")
+        speeds, default_speed = _DEPTH_SPEEDS[market]
+        if depth_speed_ms not in speeds:
+            raise ValueError(
+                f"depth_speed_ms for {market} must be one of {sorted(speeds)}, got {depth_speed_ms}"
+            )
+        if trade_stream not in ("trade", "aggTrade"):
+            raise ValueError(f"trade_stream must be 'trade' or 'aggTrade', got {trade_stream!r}")
+        if buffer_limit < 1:
+            raise ValueError(f"buffer_limit must be >= 1, got {buffer_limit}")
+        self.market: Market = market
+        self.venue = _VENUES[market]
+        self.symbol = normalize_symbol(symbol)
+        self.stats = FeedStats()
+        self.buffer_overflows = 0
+        self._futures = market != "spot"
+        self._ws_base = (ws_base or _WS_BASES[market]).rstrip("/")
+        self._rest_base = (rest_base or _REST_BASES[market]).rstrip("/")
+
+        lower = self.symbol.lower()
+        self._stream_prefix = lower + "@"
+        self._depth_prefix = lower + "@depth"
+        speed = "" if depth_speed_ms == default_speed else f"@{depth_speed_ms}ms"
+        self._depth_stream = self._depth_prefix + speed
+        self._trade_stream = f"{lower}@{trade_stream}"
+        self._trade_kind = _TRADE if trade_stream == "trade" else _AGG_TRADE
+        self._stream_kinds: dict[str, int] = {}
+
+        self._buffer: deque[_Diff] = deque(maxlen=buffer_limit)
+        self._resync = Resync.REST_SNAPSHOT
+        self._last_update_id = 0
+        # Right after a snapshot the next diff must connect to it (U/pu against lastUpdateId)
+        # rather than continue a previous diff.
+        self._awaiting_first = False
+
+    # ----------------------------------------------------------------------------------------
+    # FeedParser: addresses and state
+    # ----------------------------------------------------------------------------------------
+
+    @property
+    def resync(self) -> Resync:
+        """Return REST_SNAPSHOT until a snapshot has synced the book (and after a gap)."""
+        return self._resync
+
+    @property
+    def last_update_id(self) -> int:
+        """Return the ``u`` of the last applied diff (the snapshot's id right after one)."""
+        return self._last_update_id
+
+    @property
+    def buffered(self) -> int:
+        """Return how many diffs wait for a snapshot."""
+        return len(self._buffer)
+
+    def ws_url(self) -> str:
+        """Return the combined-stream address: diff depth, trades and the book ticker."""
+        streams = "/".join(
+            (self._depth_stream, self._trade_stream, self._stream_prefix + "bookTicker")
+        )
+        return f"{self._ws_base}/stream?streams={streams}"
+
+    def subscribe_frames(self) -> list[str]:
+        """Return no frames: the combined-stream URL subscribes."""
+        return []
+
+    def snapshot_url(self) -> str:
+        """Return the REST depth snapshot address (1000 levels)."""
+        path = _DEPTH_PATHS[self.market]
+        return f"{self._rest_base}{path}?symbol={self.symbol}&limit={_SNAPSHOT_LIMIT}"
+
+    def reset(self) -> None:
+        """Forget the buffer and the sequence state; wait for a new snapshot (new connection)."""
+        self._buffer.clear()
+        self._resync = Resync.REST_SNAPSHOT
+        self._last_update_id = 0
+        self._awaiting_first = False
+
+    # ----------------------------------------------------------------------------------------
+    # FeedParser: frames
+    # ----------------------------------------------------------------------------------------
+
+    def on_message(self, raw: str | bytes, ts_local_ns: int) -> list[MarketEvent]:
+        """Parse one websocket frame into events, checking the depth sequence.
+
+        Args:
+            raw: The frame as received: a combined-stream envelope
+                ``{"stream":"btcusdt@depth@100ms","data":{...}}`` or a raw-stream payload.
+            ts_local_ns: Local receive time.
+
+        Returns:
+            The events in order: a ``Trade``; a ``BookDelta`` (in sync); a ``BookInvalid`` (gap);
+            or nothing (other streams and symbols, acks, buffered or stale diffs, malformed).
+        """
+        stats = self.stats
+        stats.messages += 1
+        if isinstance(raw, bytes):
+            try:
+                text = raw.decode()
+            except UnicodeDecodeError:
+                stats.malformed += 1
+                return []
+        else:
+            text = raw
+        kind = _UNKNOWN
+        # Fast path: decide from the stream name before paying for json.loads.
+        if text.startswith(_ENVELOPE):
+            end = text.find('"', _ENVELOPE_LEN)
+            if end > 0:
+                kind = self._stream_kind(text[_ENVELOPE_LEN:end])
+                if kind == _SKIP:
+                    stats.ignored += 1
+                    return []
+        try:
+            msg = json.loads(text)
+        except (ValueError, RecursionError):
+            stats.malformed += 1
+            return []
+        if type(msg) is not dict:
+            stats.malformed += 1
+            return []
+        if kind == _UNKNOWN:
+            kind, data = self._classify(msg)
+            if kind == _SKIP:
+                stats.ignored += 1
+                return []
+        else:
+            data = msg.get("data")
+        if kind == _UNKNOWN or type(data) is not dict:
+            stats.malformed += 1
+            return []
+        try:
+            if kind == _DEPTH:
+                return self._on_depth(data, ts_local_ns)
+            return self._on_trade(data, ts_local_ns, kind == _AGG_TRADE)
+        except _PARSE_ERRORS:
+            stats.malformed += 1
+            return []
+
+    def on_snapshot(self, raw: str | bytes, ts_local_ns: int) -> list[MarketEvent]:
+        """Sync the book from a REST depth snapshot body and the buffered diffs.
+
+        Real USD-M body (levels trimmed; spot has no ``E``/``T``, COIN-M adds ``symbol``,
+        ``pair``)::
+
+            {"lastUpdateId":5123107852948,"E":1723161256501,"T":1723161256493,
+             "bids":[["61800.20","2.909"],["61800.10","0.696"]],
+             "asks":[["61800.30","2.525"],["61800.40","0.050"]]}
+
+        While in sync, a snapshot older than the book is ignored and a newer one replaces it.
+
+        Args:
+            raw: The response body.
+            ts_local_ns: Local receive time.
+
+        Returns:
+            ``[BookSnapshot(sequence=lastUpdateId), BookDelta...]`` for the buffered diffs that
+            follow it (ending with a ``BookInvalid`` if they hold a gap); ``[BookInvalid]`` when
+            the snapshot is older than the buffered diffs (updates in between are lost, fetch
+            another); ``[]`` if the body is malformed or the snapshot is stale.
+        """
+        stats = self.stats
+        try:
+            body = json.loads(raw)
+            if type(body) is not dict:
+                raise TypeError("snapshot body is not an object")
+            last_id = body["lastUpdateId"]
+            bids = _levels(body["bids"])
+            asks = _levels(body["asks"])
+            ts_ms = body.get("E", 0)
+        except (*_PARSE_ERRORS, RecursionError):
+            stats.malformed += 1
+            return []
+        if type(last_id) is not int or bids is None or asks is None or type(ts_ms) is not int:
+            stats.malformed += 1
+            return []
+        if self._resync is Resync.NONE and last_id <= self._last_update_id:
+            stats.ignored += 1
+            return []
+        # Spot REST snapshots carry no time: 0 means "unknown" on the venue's clock.
+        ts_exchange_ns = ts_ms * _MS_TO_NS
+        futures = self._futures
+        if futures:
+            pending = [diff for diff in self._buffer if diff[1] >= last_id]
+        else:
+            pending = [diff for diff in self._buffer if diff[1] > last_id]
+        self._buffer.clear()
+        if pending:
+            first_id, final_id, prev_id, _ = pending[0]
+            reason = self._connect_error(last_id, first_id, final_id, prev_id)
+            if reason is not None:
+                # Updates between the snapshot and the oldest diff we hold are lost: a newer
+                # snapshot is needed, and the diffs stay buffered for it.
+                self._buffer.extend(pending)
+                return [self._gap(ts_exchange_ns, ts_local_ns, reason)]
+        self._resync = Resync.NONE
+        self._last_update_id = last_id
+        self._awaiting_first = True
+        stats.book_events += 1
+        out: list[MarketEvent] = [
+            BookSnapshot(ts_exchange_ns, ts_local_ns, self.symbol, bids, asks, last_id)
+        ]
+        for first_id, final_id, prev_id, delta in pending:
+            out.extend(self._sequence(first_id, final_id, prev_id, delta))
+        return out
+
+    # ----------------------------------------------------------------------------------------
+    # Parsing
+    # ----------------------------------------------------------------------------------------
+
+    def _stream_kind(self, stream: str) -> int:
+        """Return what a stream name carries for this parser (cached: few distinct names)."""
+        kind = self._stream_kinds.get(stream)
+        if kind is not None:
+            return kind
+        if stream == self._trade_stream:
+            kind = self._trade_kind
+        elif stream.startswith(self._depth_prefix) and (
+            len(stream) == len(self._depth_prefix) or stream[len(self._depth_prefix)] == "@"
+        ):
+            # Any diff-depth speed, so a recording replays whatever speed it was made with;
+            # partial-depth streams ("@depth5", "@depth20@100ms") are not diffs.
+            kind = _DEPTH
+        else:
+            kind = _SKIP
+        if len(self._stream_kinds) < _MAX_CACHED_STREAMS:
+            self._stream_kinds[stream] = kind
+        return kind
+
+    def _classify(self, msg: dict[str, Any]) -> tuple[int, Any]:
+        """Classify a frame that does not start with the envelope; return (kind, payload)."""
+        stream = msg.get("stream")
+        if stream is not None:
+            if type(stream) is not str:
+                return _UNKNOWN, None
+            return self._stream_kind(stream), msg.get("data")
+        # A raw-stream payload (/ws/<stream>): the event type and symbol say what it is.
+        event = msg.get("e")
+        if event is not None:
+            if msg.get("s") != self.symbol:
+                return _SKIP, None
+            if event == "depthUpdate":
+                return _DEPTH, msg
+            if event == "trade":
+                return (_TRADE if self._trade_kind == _TRADE else _SKIP), msg
+            if event == "aggTrade":
+                return (_AGG_TRADE if self._trade_kind == _AGG_TRADE else _SKIP), msg
+            return _SKIP, None
+        # Subscription acks ({"result":null,"id":1}) and the spot raw bookTicker (no "e").
+        if ("result" in msg and "id" in msg) or ("u" in msg and "s" in msg and "b" in msg):
+            return _SKIP, None
+        return _UNKNOWN, None
+
+    def _on_depth(self, data: dict[str, Any], ts_local_ns: int) -> list[MarketEvent]:
+        """Parse a diff-depth event and pass it through the sequence rules.
+
+        Real spot frame (levels trimmed)::
+
+            {"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1723161255308,
+             "s":"BTCUSDT","U":50093239203,"u":50093239207,"b":[["55653.87000000","0.00000000"]],
+             "a":[["61838.04000000","0.32332000"],["61844.30000000","0.40163000"]]}}
+
+        Futures add ``"T"`` and ``"pu"`` (the previous event's ``u``), COIN-M also ``"ps"``::
+
+            {"stream":"btcusd_perp@depth@0ms","data":{"e":"depthUpdate","E":1723161257460,
+             "T":1723161257451,"s":"BTCUSD_PERP","ps":"BTCUSD","U":1007198631580,
+             "u":1007198631835,"pu":1007198631565,"b":[["61794.4","392"]],"a":[["61801.4","0"]]}}
+
+        Raises:
+            KeyError, TypeError, ValueError: The event is malformed (the caller counts it).
+        """
+        first_id = data["U"]
+        final_id = data["u"]
+        prev_id = data["pu"] if self._futures else -1
+        ts_ms = data["E"]
+        if (
+            type(first_id) is not int
+            or type(final_id) is not int
+            or type(prev_id) is not int
+            or type(ts_ms) is not int
+            or data["s"] != self.symbol
+        ):
+            raise ValueError("depth event ids, time or symbol")
+        bids = _levels(data["b"])
+        asks = _levels(data["a"])
+        if bids is None or asks is None:
+            raise ValueError("corrupt depth level")
+        delta = BookDelta(ts_ms * _MS_TO_NS, ts_local_ns, self.symbol, bids, asks, final_id)
+        return self._sequence(first_id, final_id, prev_id, delta)
+
+    def _on_trade(
+        self, data: dict[str, Any], ts_local_ns: int, aggregated: bool
+    ) -> list[MarketEvent]:
+        """Parse a trade (``@trade``) or aggregated trade (``@aggTrade``).
+
+        Real USD-M ``@trade`` frame (spot has no ``"X"``, and ``"M"`` instead)::
+
+            {"stream":"btcusdt@trade","data":{"e":"trade","E":1723161256322,"T":1723161256322,
+             "s":"BTCUSDT","t":5266583935,"p":"61800.30","q":"0.006","X":"MARKET","m":false}}
+
+        ``@aggTrade`` has ``"a"`` (aggregate id) instead of ``"t"``, plus ``"f"``/``"l"``. ``m``
+        true means the buyer was the maker, so the aggressor sold.
+
+        Raises:
+            KeyError, TypeError, ValueError: The trade is malformed (the caller counts it).
+        """
+        trade_type = data.get("X")
+        if trade_type is not None and trade_type not in _BOOK_TRADE_TYPES:
+            self.stats.ignored += 1
+            return []
+        price = float(data["p"])
+        qty = float(data["q"])
+        buyer_is_maker = data["m"]
+        trade_id = data["a" if aggregated else "t"]
+        ts_ms = data["T"]
+        if (
+            not (0.0 < price < _INF and 0.0 < qty < _INF)
+            or type(buyer_is_maker) is not bool
+            or type(ts_ms) is not int
+            or data["s"] != self.symbol
+        ):
+            raise ValueError("trade price, qty, side, time or symbol")
+        self.stats.trades += 1
+        return [
+            Trade(
+                ts_ms * _MS_TO_NS,
+                ts_local_ns,
+                self.symbol,
+                price,
+                qty,
+                Side.SELL if buyer_is_maker else Side.BUY,
+                str(trade_id),
+            )
+        ]
+
+    # ----------------------------------------------------------------------------------------
+    # Sequence
+    # ----------------------------------------------------------------------------------------
+
+    def _sequence(
+        self, first_id: int, final_id: int, prev_id: int, delta: BookDelta
+    ) -> list[MarketEvent]:
+        """Buffer, drop, apply or reject one diff according to the sync state."""
+        if self._resync is not Resync.NONE:
+            if len(self._buffer) == self._buffer.maxlen:
+                self.buffer_overflows += 1  # the deque drops the oldest on append
+            self._buffer.append((first_id, final_id, prev_id, delta))
+            return []
+        book_id = self._last_update_id
+        futures = self._futures
+        if self._awaiting_first:
+            # Diffs the snapshot already holds were in flight while it was fetched: dropping
+            # them is part of the sync, not a stale feed. Futures keep u == lastUpdateId.
+            if final_id < book_id or (final_id == book_id and not futures):
+                return []
+            reason = self._connect_error(book_id, first_id, final_id, prev_id)
+            if reason is not None:
+                return self._gap_at(delta, first_id, final_id, prev_id, reason)
+            self._awaiting_first = False
+        elif final_id <= book_id:
+            # A duplicate or out-of-order diff: the book already holds it.
+            self.stats.stale_dropped += 1
+            return []
+        elif futures and prev_id != book_id:
+            return self._gap_at(
+                delta,
+                first_id,
+                final_id,
+                prev_id,
+                f"sequence gap: expected pu={book_id}, got pu={prev_id} (u={final_id})",
+            )
+        elif not futures and first_id > book_id + 1:
+            return self._gap_at(
+                delta,
+                first_id,
+                final_id,
+                prev_id,
+                f"sequence gap: expected U={book_id + 1}, got U={first_id} (u={final_id})",
+            )
+        self._last_update_id = final_id
+        self.stats.book_events += 1
+        return [delta]
+
+    def _connect_error(
+        self, snapshot_id: int, first_id: int, final_id: int, prev_id: int
+    ) -> str | None:
+        """Return why the first diff after a snapshot does not connect to it, or None if it does.
+
+        Spot update ids are per symbol, so the diff must start at or before ``snapshot_id + 1``.
+        Futures ids are shared by all symbols, so ``snapshot_id`` may fall between this symbol's
+        previous diff (``pu``) and this one's ``U``: the diff connects when either is at or
+        before the snapshot (Binance documents ``U <= lastUpdateId <= u``, a special case).
+        """
+        if self._futures:
+            if first_id <= snapshot_id or prev_id <= snapshot_id:
+                return None
+            expected = f"U <= {snapshot_id} or pu <= {snapshot_id}"
+            got = f"U={first_id} pu={prev_id}"
+        else:
+            if first_id <= snapshot_id + 1:
+                return None
+            expected = f"U <= {snapshot_id + 1}"
+            got = f"U={first_id}"
+        return (
+            f"sequence gap: expected {expected} after snapshot {snapshot_id}, "
+            f"got {got} (u={final_id})"
+        )
+
+    def _gap_at(
+        self, delta: BookDelta, first_id: int, final_id: int, prev_id: int, reason: str
+    ) -> list[MarketEvent]:
+        """Invalidate on a gap; the diff that showed it starts the new buffer."""
+        invalid = self._gap(delta.ts_exchange_ns, delta.ts_local_ns, reason)
+        self._buffer.clear()
+        self._buffer.append((first_id, final_id, prev_id, delta))
+        return [invalid]
+
+    def _gap(self, ts_exchange_ns: int, ts_local_ns: int, reason: str) -> BookInvalid:
+        """Count a gap and ask the shell for a new snapshot."""
+        self.stats.gaps += 1
+        self.stats.resyncs += 1
+        self._resync = Resync.REST_SNAPSHOT
+        self._awaiting_first = False
+        return BookInvalid(ts_exchange_ns, ts_local_ns, self.symbol, reason)
