@@ -30,6 +30,9 @@ _CRYPTOFEED = {
 }
 
 
+_MONTH_CODES = "FGHJKMNQUVXZ"
+
+
 def make_parser(venue: str, symbol: str, **overrides: Any) -> FeedParser:
     """Return the parser of ``venue`` for ``symbol``; ``overrides`` set URLs (tests).
 
@@ -93,6 +96,11 @@ def native_symbol(venue: str, cryptofeed_symbol: str) -> str:
     if venue == "okx":
         if len(parts) > 2 and parts[2] == "PERP":
             return f"{parts[0]}-{parts[1]}-SWAP"
+        if len(parts) > 2 and len(parts[2]) == 5 and parts[2][2] in _MONTH_CODES:
+            # cryptofeed writes expiries as YY + futures month code + DD: 22K27 is 2022-05-27.
+            code = parts[2]
+            month = _MONTH_CODES.index(code[2]) + 1
+            return f"{parts[0]}-{parts[1]}-{code[:2]}{month:02d}{code[3:]}"
         return cryptofeed_symbol
     if venue.startswith("kraken"):
         return "/".join(parts[:2])

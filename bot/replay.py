@@ -123,7 +123,8 @@ class FrameRouter:
         if "depth" not in url:
             return False
         compact = self.source.symbol.replace("/", "").replace("-", "").upper()
-        return f"symbol={compact}" in url.replace("-", "").upper() or "symbol=" not in url
+        query = url.replace("-", "").upper()
+        return f"SYMBOL={compact}&" in f"{query}&" or "SYMBOL=" not in query
 
     def events(self, frame: Frame) -> list[MarketEvent]:
         """Return the events of one frame (usually 0 or 1; a snapshot may release several)."""
@@ -181,6 +182,12 @@ class ReplayResult:
     latencies_ns: list[int] = field(default_factory=list)
 
 
+def for_source(settings: Settings, source: Source) -> Settings:
+    """Return ``settings`` with the market's venue and symbol set to the recording's."""
+    market = settings.market.model_copy(update={"venue": source.venue, "symbol": source.symbol})
+    return settings.model_copy(update={"market": market})
+
+
 def find_rules(source: Source, settings: Settings) -> MarketRules:
     """Return tick and lot: from settings when given, else from the first snapshot."""
     m = settings.market
@@ -219,6 +226,7 @@ def run_replay(
             every frame that updated the book.
         progress: called about twice a second with (messages, fraction of bytes read).
     """
+    settings = for_source(settings, source)
     rules = find_rules(source, settings)
     clock = VirtualClock()
     journal = Journal(run.journal) if run is not None else None
@@ -270,6 +278,7 @@ def run_replay(
 def replay_summary(result: ReplayResult, source: Source, settings: Settings,
                    run: RunDir | None) -> dict[str, Any]:
     """Return the replay JSON (the documented keys first) and write ``summary.json``."""
+    settings = for_source(settings, source)
     engine = result.engine
     feed = result.router.stats()
     stats = engine.stats

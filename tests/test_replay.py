@@ -1,0 +1,180 @@
+"""Replay of recorded feeds: formats, determinism, multi-file continuity, our recorder."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.recording import Recorder, iter_frames, read_info
+from bot.errors import ConfigError
+from bot.replay import replay_summary, resolve_source, run_replay
+from bot.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+VOLATILE = {"elapsed_s", "messages_per_s", "run_dir", "files"}
+
+
+def replay_json(*args: str, tmp_path: Path) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMBOT_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "replay", *args, "--json", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1, "--json prints exactly one JSON object"
+    assert "\r" not in proc.stderr, "no progress bar on a non-terminal"
+    result: dict[str, Any] = json.loads(lines[0])
+    return result
+
+
+REQUIRED = ("messages", "book_updates", "trades", "orders_sent", "fills", "pnl",
+            "final_inventory", "final_best_bid", "final_best_ask", "sequence_gaps", "resyncs",
+            "elapsed_s", "messages_per_s")
+
+
+def test_replay_usdm_capture_is_complete_and_deterministic(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    path = shared_data / "hftbacktest" / "usdm" / "btcusdt_20240808.gz"
+    first = replay_json(str(path), tmp_path=tmp_path / "a")
+    second = replay_json(str(path), tmp_path=tmp_path / "b")
+
+    for key in REQUIRED:
+        assert key in first
+    assert first["messages"] == 93_954
+    assert first["book_updates"] == 6_548  # the snapshot and 6,547 applied diffs
+    assert first["trades"] == 21_313
+    assert first["sequence_gaps"] == 0
+    assert first["orders_sent"] > 0
+    assert {k: v for k, v in first.items() if k not in VOLATILE} == \
+        {k: v for k, v in second.items() if k not in VOLATILE}
+    run = Path(first["run_dir"])
+    assert (run / "summary.json").is_file() and (run / "journal.sqlite").is_file()
+
+
+def test_final_book_matches_the_last_book_ticker(shared_data: Path) -> None:
+    from adapters.binance import parse_book_ticker
+
+    path = shared_data / "hftbacktest" / "usdm" / "btcusdt_20240808.gz"
+    source = resolve_source([path], None, None)
+    result = run_replay(source, load_settings(None, {}, environ={}), None)
+    last_u = result.engine.book.sequence
+    tickers = {}
+    for frame in iter_frames([path]):
+        if "@bookTicker" in frame.data[:40]:
+            parsed = parse_book_ticker(frame.data)
+            if parsed is not None:
+                tickers[parsed[0]] = parsed[1:]
+    matching = [u for u in tickers if u == last_u]
+    if matching:
+        assert tickers[last_u] == (result.engine.book.best_bid, result.engine.book.best_ask)
+    assert result.engine.book.valid
+
+
+def test_replay_spanning_two_files_of_one_connection(shared_data: Path, tmp_path: Path) -> None:
+    spot = shared_data / "hftbacktest" / "spot"
+    paths = [str(spot / "btcusdt_20240808.gz"), str(spot / "btcusdt_20240809.gz")]
+    first = replay_json(*paths, tmp_path=tmp_path / "a")
+    second = replay_json(*paths, tmp_path=tmp_path / "b")
+
+    assert first["messages"] == 41_249 + 58_325
+    assert first["sequence_gaps"] == 0
+    assert first["book_updates"] == 6_494  # snapshot + 6,493 applied diffs across both files
+    assert {k: v for k, v in first.items() if k not in VOLATILE} == \
+        {k: v for k, v in second.items() if k not in VOLATILE}
+
+
+def test_second_file_alone_has_no_snapshot_and_never_quotes(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    path = shared_data / "hftbacktest" / "spot" / "btcusdt_20240809.gz"
+    source = resolve_source([path], None, None)
+    settings = load_settings(None, {"market": {"tick_size": 0.01, "lot_size": 0.00001}},
+                             environ={})
+    result = run_replay(source, settings, None)
+    assert result.engine.stats.book_updates == 0
+    assert result.engine.stats.orders_sent == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "venue", "symbol"),
+    [
+        ("BINANCE.jsonl.gz", "binance", "NKNUSDT"),
+        ("BINANCE_FUTURES.jsonl.gz", "binance-usdm", "SUSHIUSDT"),
+        ("COINBASE.jsonl.gz", "coinbase", "BTC-USD"),
+        ("BYBIT.jsonl.gz", "bybit", "BTCUSDT"),
+        ("OKX.jsonl.gz", "okx", "BTC-USD-220527"),
+        ("KRAKEN.jsonl.gz", "kraken-v1", "KSM/BTC"),
+    ],
+)
+def test_replay_cryptofeed_sessions(shared_data: Path, name: str, venue: str,
+                                    symbol: str) -> None:
+    path = shared_data / "cryptofeed" / name
+    source = resolve_source([path], None, None)
+    assert (source.venue, source.symbol) == (venue, symbol)
+    result = run_replay(source, load_settings(None, {}, environ={}), None)
+    stats = result.router.stats()
+    assert stats.gaps == 0
+    assert stats.checksum_errors == 0
+    assert result.engine.stats.book_updates > 0
+    assert result.engine.book.valid
+
+
+def test_replay_cryptofeed_picks_the_requested_symbol(shared_data: Path) -> None:
+    source = resolve_source([shared_data / "cryptofeed" / "BYBIT.jsonl.gz"], None, "ETHUSDT")
+    assert source.symbol == "ETHUSDT"
+
+
+def test_unreadable_recording_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.gz"
+    bad.write_bytes(b"not gzip at all")
+    with pytest.raises(Exception, match="cannot read|not a recording"):
+        resolve_source([bad], None, None)
+    with pytest.raises(ConfigError):
+        resolve_source([tmp_path / "missing.gz"], None, None)
+
+
+def test_recorder_round_trips_frames_and_rotates(tmp_path: Path) -> None:
+    out = tmp_path / "rec.jsonl.gz"
+    recorder = Recorder(out, {"venue": "binance", "symbol": "BTCUSDT", "streams": []},
+                        rotate_bytes=2_000, rotate_s=3600)
+    frames = [(1_000 + i, "ws", "ws.1", json.dumps({"i": i, "pad": "x" * 50}))
+              for i in range(100)]
+    for frame in frames:
+        recorder.write(*frame)
+    recorder.close()
+
+    assert len(recorder.parts) > 1
+    assert recorder.parts[0] == out
+    info = read_info(out)
+    assert (info.format, info.venue, info.symbol) == ("mmbot", "binance", "BTCUSDT")
+    back = [(f.ts_local_ns, f.kind, f.conn, f.data) for f in iter_frames(recorder.parts)]
+    assert back == frames
+    with gzip.open(recorder.parts[1], "rt") as fh:
+        header = json.loads(fh.readline())
+    assert header["part"] == 2 and header["format"] == "mmbot-recording"
+
+
+def test_our_recording_replays_like_the_original(shared_data: Path, tmp_path: Path) -> None:
+    original = shared_data / "hftbacktest" / "usdm" / "btcusdt_20240808.gz"
+    out = tmp_path / "copy.jsonl.gz"
+    recorder = Recorder(out, {"venue": "binance-usdm", "symbol": "BTCUSDT", "streams": []})
+    for frame in iter_frames([original]):
+        recorder.write(frame.ts_local_ns, frame.kind, frame.conn, frame.data)
+    recorder.close()
+    settings = load_settings(None, {}, environ={})
+
+    a = run_replay(resolve_source([original], None, None), settings, None)
+    b = run_replay(resolve_source([out], None, None), settings, None)
+
+    sa = replay_summary(a, resolve_source([original], None, None), settings, None)
+    sb = replay_summary(b, resolve_source([out], None, None), settings, None)
+    assert {k: v for k, v in sa.items() if k not in VOLATILE} == \
+        {k: v for k, v in sb.items() if k not in VOLATILE}
