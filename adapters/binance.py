@@ -231,6 +231,8 @@ class BinanceParser:
         self.venue = _VENUES[market]
         self.symbol = normalize_symbol(symbol)
         self.stats = FeedStats()
+        # Binance pings at the websocket level (the library answers); no application ping.
+        self.heartbeat_interval_s: float | None = None
         self.buffer_overflows = 0
         self._futures = market != "spot"
         self._ws_base = (ws_base or _WS_BASES[market]).rstrip("/")
@@ -281,6 +283,10 @@ class BinanceParser:
     def subscribe_frames(self) -> list[str]:
         """Return no frames: the combined-stream URL subscribes."""
         return []
+
+    def heartbeat_frame(self) -> str | None:
+        """Return None: Binance needs no application-level ping."""
+        return None
 
     def snapshot_url(self) -> str:
         """Return the REST depth snapshot address (1000 levels)."""

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from adapters.sim_venue import SimVenue
-from bot.app import build_engine
+from bot.app import MarketRules, build_engine
 from bot.clock import VirtualClock
 from bot.engine import Engine
 from bot.events import (
@@ -84,7 +84,7 @@ class SpyStrategy:
 def make_engine(settings: Settings, journal: Journal | None = None
                 ) -> tuple[Engine, RecordingVenue, VirtualClock]:
     clock = VirtualClock()
-    engine = build_engine(settings, clock, journal, log=None)
+    engine = build_engine(settings, MarketRules(0.01, 0.001), clock, journal, log=None)
     venue = RecordingVenue(
         SimVenue(sim_venue_config(settings), clock, engine.on_order_event, engine.book), clock
     )

@@ -135,7 +135,7 @@ def test_replay_cryptofeed_picks_the_requested_symbol(shared_data: Path) -> None
 def test_unreadable_recording_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.gz"
     bad.write_bytes(b"not gzip at all")
-    with pytest.raises(Exception, match="cannot read|not a recording"):
+    with pytest.raises(Exception, match=r"cannot read|not a recording"):
         resolve_source([bad], None, None)
     with pytest.raises(ConfigError):
         resolve_source([tmp_path / "missing.gz"], None, None)
