@@ -34,8 +34,11 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections import deque
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
 
 from adapters.feed import FeedStats, Resync
 from bot.events import BookDelta, BookInvalid, BookSnapshot, Level, MarketEvent, Side, Trade
@@ -158,6 +161,41 @@ def parse_book_ticker(raw: str | bytes) -> tuple[int, float, float] | None:
     if type(update_id) is not int or not (math.isfinite(bid) and math.isfinite(ask)):
         return None
     return update_id, bid, ask
+
+
+# Typed decoding of depth frames: msgspec turns the decimal strings into floats and checks
+# every level (price finite and > 0, quantity finite and >= 0) in C, ~5x faster than
+# json.loads plus float() per value; diffs of hundreds of levels are the latency tail.
+_FLOAT_MAX: Final = sys.float_info.max
+_WirePrice = Annotated[float, msgspec.Meta(gt=0.0, le=_FLOAT_MAX)]
+_WireQty = Annotated[float, msgspec.Meta(ge=0.0, le=_FLOAT_MAX)]
+_WireLevels = list[tuple[_WirePrice, _WireQty]]
+
+
+class _DepthData(msgspec.Struct):
+    s: str
+    E: int
+    U: int
+    u: int
+    b: _WireLevels
+    a: _WireLevels
+    pu: int = -1
+
+
+class _DepthEnvelope(msgspec.Struct):
+    data: _DepthData
+
+
+class _Snapshot(msgspec.Struct):
+    lastUpdateId: int  # noqa: N815 - the venue's field name
+    bids: _WireLevels
+    asks: _WireLevels
+    E: int = 0
+
+
+_DEPTH_DECODER: Final = msgspec.json.Decoder(_DepthEnvelope, strict=False)
+_SNAPSHOT_DECODER: Final = msgspec.json.Decoder(_Snapshot, strict=False)
+_DECODE_ERRORS: Final = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
 
 
 def _levels(raw_levels: Any) -> tuple[Level, ...] | None:
@@ -335,6 +373,8 @@ class BinanceParser:
                 if kind == _SKIP:
                     stats.ignored += 1
                     return []
+                if kind == _DEPTH:
+                    return self._on_depth_frame(text, ts_local_ns)
         try:
             msg = json.loads(text)
         except (ValueError, RecursionError):
@@ -385,19 +425,12 @@ class BinanceParser:
         """
         stats = self.stats
         try:
-            body = json.loads(raw)
-            if type(body) is not dict:
-                raise TypeError("snapshot body is not an object")
-            last_id = body["lastUpdateId"]
-            bids = _levels(body["bids"])
-            asks = _levels(body["asks"])
-            ts_ms = body.get("E", 0)
-        except (*_PARSE_ERRORS, RecursionError):
+            body = _SNAPSHOT_DECODER.decode(raw)
+        except _DECODE_ERRORS:
             stats.malformed += 1
             return []
-        if type(last_id) is not int or bids is None or asks is None or type(ts_ms) is not int:
-            stats.malformed += 1
-            return []
+        last_id, ts_ms = body.lastUpdateId, body.E
+        bids, asks = tuple(body.bids), tuple(body.asks)
         if self._resync is Resync.NONE and last_id <= self._last_update_id:
             stats.ignored += 1
             return []
@@ -422,7 +455,7 @@ class BinanceParser:
         self._awaiting_first = True
         stats.book_events += 1
         out: list[MarketEvent] = [
-            BookSnapshot(ts_exchange_ns, ts_local_ns, self.symbol, bids, asks, last_id)
+            BookSnapshot(ts_exchange_ns, ts_local_ns, self.symbol, bids, asks, last_id, True)
         ]
         for first_id, final_id, prev_id, delta in pending:
             out.extend(self._sequence(first_id, final_id, prev_id, delta))
@@ -475,6 +508,20 @@ class BinanceParser:
             return _SKIP, None
         return _UNKNOWN, None
 
+    def _on_depth_frame(self, text: str, ts_local_ns: int) -> list[MarketEvent]:
+        """Decode a combined-stream depth frame with the typed decoder (the hot path)."""
+        try:
+            data = _DEPTH_DECODER.decode(text).data
+        except _DECODE_ERRORS:
+            self.stats.malformed += 1
+            return []
+        if data.s != self.symbol or (self._futures and data.pu < 0):
+            self.stats.malformed += 1
+            return []
+        delta = BookDelta(data.E * _MS_TO_NS, ts_local_ns, self.symbol, tuple(data.b),
+                          tuple(data.a), data.u, True)
+        return self._sequence(data.U, data.u, data.pu if self._futures else -1, delta)
+
     def _on_depth(self, data: dict[str, Any], ts_local_ns: int) -> list[MarketEvent]:
         """Parse a diff-depth event and pass it through the sequence rules.
 
@@ -509,7 +556,8 @@ class BinanceParser:
         asks = _levels(data["a"])
         if bids is None or asks is None:
             raise ValueError("corrupt depth level")
-        delta = BookDelta(ts_ms * _MS_TO_NS, ts_local_ns, self.symbol, bids, asks, final_id)
+        delta = BookDelta(ts_ms * _MS_TO_NS, ts_local_ns, self.symbol, bids, asks, final_id,
+                          True)
         return self._sequence(first_id, final_id, prev_id, delta)
 
     def _on_trade(

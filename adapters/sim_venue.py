@@ -544,27 +544,19 @@ class SimVenue(_VenueCore):
             self._traded[key] = self._traded.get(key, 0.0) + qty
 
     def _on_depth(self, event: BookDelta | BookSnapshot) -> None:
-        ts = event.ts_local_ns
-        new_best_bid = max([p for p, q in event.bids if q > 0.0], default=-_INF)
-        new_best_ask = min([p for p, q in event.asks if q > 0.0], default=_INF)
-        queue = self._model is FillModel.QUEUE
-        snapshot = isinstance(event, BookSnapshot)
-        if queue:
-            new_bids = dict(event.bids)
-            new_asks = dict(event.asks)
+        # Work is per resting order, never per level: deltas of hundreds of levels are the
+        # latency tail. Level lookups are dict builds in C; the market moving through an
+        # order is checked against the updated book in after_book().
         traded = self._traded
-        for order in tuple(self._orders.values()):
+        if self._model is not FillModel.QUEUE:
+            traded.clear()
+            return
+        snapshot = isinstance(event, BookSnapshot)
+        new_bids = dict(event.bids)
+        new_asks = dict(event.asks)
+        for order in self._orders.values():
             side = order.side
             price = order.price
-            if side is Side.BUY:
-                if new_best_ask <= price:
-                    self._fill_resting(order, order.remaining, ts)
-                    continue
-            elif new_best_bid >= price:
-                self._fill_resting(order, order.remaining, ts)
-                continue
-            if not queue:
-                continue
             after = (new_bids if side is Side.BUY else new_asks).get(price)
             if after is None:
                 if not snapshot:
@@ -575,10 +567,28 @@ class SimVenue(_VenueCore):
             if snapshot:
                 traded.clear()
             else:
-                for price, _ in event.bids:
-                    traded.pop((Side.BUY, price), None)
-                for price, _ in event.asks:
-                    traded.pop((Side.SELL, price), None)
+                # Only our own price levels are ever tracked: forget those the update restated.
+                for key in [k for k in traded
+                            if (new_bids if k[0] is Side.BUY else new_asks).get(k[1]) is not None]:
+                    del traded[key]
+
+    def after_book(self, ts_ns: int) -> None:
+        """Fill resting orders the updated book has moved through (opposite best crossed them).
+
+        Called by the engine after a depth event was applied to the book, so the best prices
+        are the book's own, whatever the size of the update.
+        """
+        if not self._orders:
+            return
+        book = self._book
+        best_bid = book.best_bid
+        best_ask = book.best_ask
+        for order in tuple(self._orders.values()):
+            if order.side is Side.BUY:
+                if best_ask <= order.price:
+                    self._fill_resting(order, order.remaining, ts_ns)
+            elif best_bid >= order.price:
+                self._fill_resting(order, order.remaining, ts_ns)
 
     def _update_queue(self, order: _Order, after: float, traded: float) -> None:
         """Advance ``queue_ahead`` for a depth update that sets our level to ``after``."""
@@ -655,6 +665,9 @@ class PoissonFillVenue(_VenueCore):
         self._rng = rng
         self._prev_mid = math.nan
         self._prev_ts_ns: int | None = None
+
+    def after_book(self, ts_ns: int) -> None:
+        """Do nothing: in the AS world only the Poisson draws fill orders."""
 
     def on_market(self, event: MarketEvent) -> None:
         """Draw the hits of the step that ends with this snapshot, then record its mid.

@@ -7,8 +7,9 @@ yields the resulting events. It is written once for all venues:
 * a silence watchdog: a connection that sends nothing for ``silence_s`` is dropped and
   reopened (a half-open TCP connection otherwise looks alive forever);
 * resync: when the parser asks for a REST snapshot (Binance) it is fetched while frames keep
-  flowing into the parser's buffer; when it asks to resubscribe the connection is reopened,
-  which makes the venue send a fresh snapshot;
+  flowing into the parser's buffer (a failed fetch is retried with the reconnect backoff, not
+  on the next frame: a REST endpoint hammered while it fails starts banning the IP); when it
+  asks to resubscribe the connection is reopened, which makes the venue send a fresh snapshot;
 * heartbeats the venue requires (``parser.heartbeat_frame()`` every ``heartbeat_interval_s``);
 * an optional ``tap`` sees every raw frame with its receive time (the recorder).
 
@@ -43,6 +44,8 @@ class ReconnectPolicy:
 
     Delay n (from 0) is ``min(max_s, initial_s * factor**n)`` scaled by a random factor in
     ``[1 - jitter, 1 + jitter]``; it returns to ``initial_s`` after a connection delivers data.
+    Failed REST snapshot fetches back off the same way. ``close_timeout_s`` bounds the closing
+    handshake (on shutdown or resubscribe) with a venue that no longer answers.
     """
 
     initial_s: float = 0.5
@@ -52,11 +55,17 @@ class ReconnectPolicy:
     silence_s: float = 30.0
     open_timeout_s: float = 10.0
     snapshot_timeout_s: float = 10.0
+    close_timeout_s: float = 2.0
     max_attempts: int | None = None
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Return the wait before reconnect attempt ``attempt`` (0-based)."""
-        base = min(self.max_s, self.initial_s * self.factor**attempt)
+        try:
+            base = min(self.max_s, self.initial_s * self.factor**attempt)
+        except OverflowError:
+            # factor**attempt leaves the float range after ~1000 attempts (a venue down for
+            # hours at the cap): long past max_s, and the feed must keep retrying, not die.
+            base = self.max_s
         return base * (1.0 + self.jitter * (2.0 * rng.random() - 1.0))
 
 
@@ -140,7 +149,8 @@ class WebSocketFeed:
         url = parser.ws_url()
         parser.reset()
         async with connect(url, open_timeout=self.policy.open_timeout_s, max_size=None,
-                           ping_interval=20, ping_timeout=20) as ws:
+                           ping_interval=20, ping_timeout=20,
+                           close_timeout=self.policy.close_timeout_s) as ws:
             self.connects += 1
             self._conn = f"ws.{self.connects}"
             if self.tap is not None:
@@ -151,6 +161,7 @@ class WebSocketFeed:
                 await ws.send(frame)
             heartbeat = asyncio.create_task(self._heartbeat(ws), name=f"heartbeat:{url}")
             snapshot: asyncio.Task[str] | None = None
+            snapshot_failures = 0  # in a row, on this connection: the next fetch backs off
             recv: asyncio.Future[Any] | None = None
             try:
                 while True:
@@ -163,11 +174,19 @@ class WebSocketFeed:
                                                  return_when=asyncio.FIRST_COMPLETED)
                     if not done:
                         self.silences += 1
+                        # The peer is presumed gone (half-open TCP): a closing handshake would
+                        # only wait for close_timeout_s before the reconnect. Drop it now.
+                        ws.transport.abort()
                         raise TimeoutError(f"no data for {self.policy.silence_s} s")
                     if snapshot is not None and snapshot in done:
-                        for event in self._apply_snapshot(snapshot):
-                            yield event
+                        events = self._apply_snapshot(snapshot)
                         snapshot = None
+                        if events is None:
+                            snapshot_failures += 1
+                        else:
+                            snapshot_failures = 0
+                            for event in events:
+                                yield event
                     if recv not in done:
                         continue
                     raw = recv.result()
@@ -184,9 +203,10 @@ class WebSocketFeed:
                     if resync is Resync.REST_SNAPSHOT and snapshot is None:
                         snapshot_url = parser.snapshot_url()
                         if snapshot_url is not None:
+                            wait_s = (self.policy.delay(snapshot_failures - 1, self._rng)
+                                      if snapshot_failures else 0.0)
                             snapshot = asyncio.create_task(
-                                asyncio.to_thread(self.fetch, snapshot_url,
-                                                  self.policy.snapshot_timeout_s),
+                                self._fetch_snapshot(snapshot_url, wait_s),
                                 name=f"snapshot:{snapshot_url}")
             finally:
                 heartbeat.cancel()
@@ -196,16 +216,24 @@ class WebSocketFeed:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await heartbeat
 
-    def _apply_snapshot(self, task: asyncio.Task[str]) -> list[MarketEvent]:
+    async def _fetch_snapshot(self, url: str, wait_s: float) -> str:
+        """Fetch a REST snapshot in a worker thread after waiting ``wait_s`` (the backoff)."""
+        if wait_s > 0.0:
+            await asyncio.sleep(wait_s)
+        return await asyncio.to_thread(self.fetch, url, self.policy.snapshot_timeout_s)
+
+    def _apply_snapshot(self, task: asyncio.Task[str]) -> list[MarketEvent] | None:
+        """Hand a fetched snapshot to the parser; return its events, or None if it failed."""
         try:
             body = task.result()
         except Exception as exc:
-            # A failed snapshot is retried on the next frame: the parser still wants one.
+            # The parser still wants a snapshot: the next frame starts another fetch, which
+            # first waits out the backoff.
             self.snapshot_failures += 1
             if self.log is not None:
                 self.log.warning("snapshot_failed", error=type(exc).__name__,
                                  detail=str(exc)[:200])
-            return []
+            return None
         ts = time.time_ns()
         if self.tap is not None:
             self.tap(ts, "rest", self.parser.snapshot_url() or "", body)

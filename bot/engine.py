@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -62,6 +63,10 @@ from strategies.volatility import VolatilityEstimator
 
 _INF = math.inf
 _NAN = math.nan
+TOUCH_FIRST_LEVELS = 48
+"""Deltas with more levels than this are applied touch first (see ``Engine._split_delta``)."""
+NEAR_BAND_TICKS = 100
+"""Half-width of the band around the touch that is booked before quoting, in ticks."""
 _EMPTY = QuoteSet.empty()
 
 
@@ -78,6 +83,10 @@ class SimulatedVenue(ExecutionVenue, Protocol):
 
     def on_market(self, event: MarketEvent) -> None:
         """Match resting orders against ``event`` (called before the book applies it)."""
+        ...
+
+    def after_book(self, ts_ns: int) -> None:
+        """Fill what the updated book has moved through (called after a depth update)."""
         ...
 
 
@@ -173,7 +182,15 @@ class Engine:
         self._last_quotes: QuoteSet = _EMPTY
         self._last_denials: frozenset[str] = frozenset()
         self._shutting_down = False
+        self._near_bid = -_INF
+        self._near_ask = _INF
+        self._pending_change = False
         self.last_ts_ns = 0
+        # Latency probes for the benchmark: perf_counter_ns of the first quoting decision and
+        # of the first commands sent since the caller last zeroed them (None: not measuring).
+        self.measure: bool = False
+        self.first_decision_ns = 0
+        self.first_commands_ns = 0
 
     # ---------------------------------------------------------------- wiring
 
@@ -207,33 +224,88 @@ class Engine:
             self._emit_status(ts)
 
     def _on_book(self, event: BookSnapshot | BookDelta, ts: int) -> None:
-        was_valid = self.book.valid
+        book = self.book
+        was_valid = book.valid
         try:
-            self.book.check(event)
+            if not event.validated:
+                book.check(event)
         except DataError as exc:
             # Corrupt data never reaches the venue's matching, the book or the strategy.
             self.stats.bad_events += 1
             self._invalidated(was_valid, str(exc))
             self._requote(ts)
             return
-        if self._sim_venue is not None:
-            self._sim_venue.on_market(event)
-            self._drain(ts)
+        deep: BookDelta | None = None
+        if (was_valid and type(event) is BookDelta
+                and len(event.bids) + len(event.asks) > TOUCH_FIRST_LEVELS):
+            event, deep = self._split_delta(event)
+        if not self._apply_book(event, ts, was_valid):
+            self._requote(ts)
+            return
+        self.stats.book_updates += 1
+        if deep is not None and not (book.best_bid >= self._near_bid
+                                     and book.best_ask <= self._near_ask):
+            # The update emptied the band around the touch: the new touch is in the deep part.
+            self._apply_book(deep, ts, True)
+            deep = None
+        mid = book.mid
+        if mid == mid:
+            if self.sigma_estimator is not None:
+                self.sigma_estimator.update(ts, mid)
+            self._check_pnl(ts, self.portfolio.mark(mid))
+        self._requote(ts)
+        if deep is not None and self._apply_book(deep, ts, True) and self._pending_change:
+            self._requote(ts)
+
+    def _split_delta(self, delta: BookDelta) -> tuple[BookDelta, BookDelta | None]:
+        """Split a large delta into the levels near the touch and the deep rest.
+
+        Touch first: the strategy only needs the top of the book, so the near part is applied
+        and quoted on before the deep levels are booked (same event, same timestamp). The
+        band covers every live order of ours, so the venue's queue model sees the levels at
+        our prices before we requote. Returns ``(delta, None)`` when it cannot be split.
+        """
+        book = self.book
+        band = NEAR_BAND_TICKS * self.tick_size
+        bid, ask = book.best_bid, book.best_ask
+        for order in self.orders.orders.values():
+            reach = (bid - order.price) if order.side is Side.BUY else (order.price - ask)
+            if reach >= band:
+                band = reach + self.tick_size
+        low, high = bid - band, ask + band
+        self._near_bid, self._near_ask = low, high
+        bids, asks = delta.bids, delta.asks
+        near_b = tuple([lv for lv in bids if lv[0] >= low])
+        near_a = tuple([lv for lv in asks if lv[0] <= high])
+        if (near_b and max(near_b)[0] > high) or (near_a and min(near_a)[0] < low):
+            # A sweep through the band: a near level meets the other side's deep levels, so
+            # the parts are not independent. Book it whole.
+            return delta, None
+        deep_b = tuple([lv for lv in bids if lv[0] < low]) if len(near_b) < len(bids) else ()
+        deep_a = tuple([lv for lv in asks if lv[0] > high]) if len(near_a) < len(asks) else ()
+        ts_x, ts_l, sym, seq = delta.ts_exchange_ns, delta.ts_local_ns, delta.symbol, delta.sequence
+        return (BookDelta(ts_x, ts_l, sym, near_b, near_a, seq, True),
+                BookDelta(ts_x, ts_l, sym, deep_b, deep_a, seq, True))
+
+    def _apply_book(self, event: BookSnapshot | BookDelta, ts: int, was_valid: bool) -> bool:
+        """Let the simulated venue match, apply to the book; return False if now invalid."""
+        self._pending_change = False
+        venue = self._sim_venue
+        if venue is not None:
+            venue.on_market(event)
+            self._pending_change = self._drain(ts)
         try:
             self.book.apply(event, checked=True)
         except DataError as exc:
             # apply() has already marked the book invalid; count and log the transition.
             self._invalidated(was_valid, str(exc))
-        else:
-            self.stats.book_updates += 1
-            if not was_valid and self.book.valid and self.log is not None:
-                self.log.info("book_valid", sequence=event.sequence)
-            mid = self.book.mid
-            if mid == mid:
-                if self.sigma_estimator is not None:
-                    self.sigma_estimator.update(ts, mid)
-                self._check_pnl(ts, self.portfolio.mark(mid))
-        self._requote(ts)
+            return False
+        if venue is not None:
+            venue.after_book(ts)
+            self._pending_change |= self._drain(ts)
+        if not was_valid and self.book.valid and self.log is not None:
+            self.log.info("book_valid", sequence=event.sequence)
+        return True
 
     def _on_trade(self, trade: Trade, ts: int) -> None:
         if not (0.0 < trade.price < _INF and 0.0 < trade.qty < _INF):
@@ -325,6 +397,10 @@ class Engine:
             if refused:
                 self._refuse(commands, admitted, refused, ts)
             self._send(admitted)
+            if self.measure and admitted and not self.first_commands_ns:
+                self.first_commands_ns = time.perf_counter_ns()
+        if self.measure and not self.first_decision_ns:
+            self.first_decision_ns = time.perf_counter_ns()
 
     def _note_denials(self, denials: tuple[RiskDenied, ...]) -> None:
         # Edge-triggered: a denial is logged and journaled when its reason starts, not on

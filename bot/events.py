@@ -88,10 +88,11 @@ class HaltReason(Enum):
 
 @dataclass(frozen=True, slots=True)
 class BookSnapshot:
-    """A full replacement of one side or both sides of the L2 book.
+    """A full replacement of both sides of the L2 book.
 
-    ``bids`` are sorted best (highest) first, ``asks`` best (lowest) first. ``sequence`` is the
-    venue's update id of the snapshot (0 when the venue has none).
+    ``sequence`` is the venue's update id of the snapshot (0 when the venue has none).
+    ``validated`` is set by a parser that has already checked every level (finite, price > 0,
+    quantity >= 0), so the engine does not walk the levels a second time.
     """
 
     ts_exchange_ns: int
@@ -100,13 +101,15 @@ class BookSnapshot:
     bids: tuple[Level, ...]
     asks: tuple[Level, ...]
     sequence: int = 0
+    validated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class BookDelta:
     """Changed levels of the L2 book; a level with quantity 0 is removed.
 
-    Quantities are absolute (the new quantity at the price), not increments.
+    Quantities are absolute (the new quantity at the price), not increments. ``validated`` as
+    for ``BookSnapshot``.
     """
 
     ts_exchange_ns: int
@@ -115,6 +118,7 @@ class BookDelta:
     bids: tuple[Level, ...]
     asks: tuple[Level, ...]
     sequence: int = 0
+    validated: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -173,13 +173,19 @@ class FrameRouter:
 
 @dataclass(slots=True)
 class ReplayResult:
-    """Engine, counters and, when measured, the tick-to-quote latencies in ns."""
+    """Engine, counters and, when measured, the tick-to-quote latencies in ns.
+
+    ``latencies_ns``: every frame that updated the book, raw frame in -> quoting decision
+    made (commands sent, or none needed). ``command_latencies_ns``: the frames whose decision
+    sent commands, raw frame in -> commands out of the order manager.
+    """
 
     engine: Engine
     router: FrameRouter
     messages: int
     elapsed_s: float
     latencies_ns: list[int] = field(default_factory=list)
+    command_latencies_ns: list[int] = field(default_factory=list)
 
 
 def for_source(settings: Settings, source: Source) -> Settings:
@@ -238,6 +244,8 @@ def run_replay(
     route = router.events
     step = engine.step
     latencies: list[int] = []
+    command_latencies: list[int] = []
+    engine.measure = measure_latency
     perf_ns = time.perf_counter_ns
     started = time.perf_counter()
     next_progress = started + 0.5
@@ -251,6 +259,8 @@ def run_replay(
                                                                       - started)
                 if wait > 0:
                     time.sleep(wait)
+            if measure_latency:
+                engine.first_decision_ns = engine.first_commands_ns = 0
             t0 = perf_ns()
             events = route(frame)
             if not events:
@@ -260,8 +270,10 @@ def run_replay(
                 step(event)
                 if type(event) is BookDelta or type(event) is BookSnapshot:
                     book_event = True
-            if measure_latency and book_event:
-                latencies.append(perf_ns() - t0)
+            if measure_latency and book_event and engine.first_decision_ns:
+                latencies.append(engine.first_decision_ns - t0)
+                if engine.first_commands_ns:
+                    command_latencies.append(engine.first_commands_ns - t0)
             if progress is not None and router.messages % 4096 == 0:
                 now = time.perf_counter()
                 if now >= next_progress:
@@ -272,7 +284,7 @@ def run_replay(
         if journal is not None:
             journal.close()
     return ReplayResult(engine, router, router.messages, time.perf_counter() - started,
-                        latencies)
+                        latencies, command_latencies)
 
 
 def replay_summary(result: ReplayResult, source: Source, settings: Settings,

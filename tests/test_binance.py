@@ -657,7 +657,7 @@ def test_snapshot_older_than_the_synced_book_is_ignored(spot_head: list[Line]) -
         "not json",
         "[]",
         '{"bids":[],"asks":[]}',
-        '{"lastUpdateId":"5","bids":[],"asks":[]}',
+        '{"lastUpdateId":"five","bids":[],"asks":[]}',
         '{"lastUpdateId":5,"bids":[["NaN","1"]],"asks":[]}',
         '{"lastUpdateId":5,"bids":[["100","-1"]],"asks":[]}',
         '{"lastUpdateId":5,"bids":[],"asks":[["Infinity","1"]]}',
@@ -844,7 +844,7 @@ def test_garbage_frames_are_counted_as_malformed_and_leave_the_book_alone(
         '{"stream":"btcusdt@depth@100ms","data":[]}',
         '{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT"}}',
         '{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT",'
-        '"U":"1","u":2,"b":[],"a":[]}}',
+        '"U":"one","u":2,"b":[],"a":[]}}',
         '{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT",'
         '"U":1,"u":2,"b":"12","a":[]}}',
         '{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT"}}',

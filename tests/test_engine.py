@@ -63,6 +63,9 @@ class RecordingVenue:
     def on_market(self, event: MarketEvent) -> None:
         self.inner.on_market(event)
 
+    def after_book(self, ts_ns: int) -> None:
+        self.inner.after_book(ts_ns)
+
 
 class SpyStrategy:
     """Record every state a strategy is asked to quote."""

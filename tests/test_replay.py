@@ -14,6 +14,7 @@ import pytest
 
 from adapters.recording import Recorder, iter_frames, read_info
 from bot.errors import ConfigError
+from bot.events import Side
 from bot.replay import replay_summary, resolve_source, run_replay
 from bot.settings import load_settings
 
@@ -178,3 +179,36 @@ def test_our_recording_replays_like_the_original(shared_data: Path, tmp_path: Pa
     sb = replay_summary(b, resolve_source([out], None, None), settings, None)
     assert {k: v for k, v in sa.items() if k not in VOLATILE} == \
         {k: v for k, v in sb.items() if k not in VOLATILE}
+
+
+def test_touch_first_booking_gives_the_same_run_as_booking_whole_deltas(
+    shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bot.engine
+
+    path = shared_data / "hftbacktest" / "usdm" / "btcusdt_20240808.gz"
+    source = resolve_source([path], None, None)
+    settings = load_settings(None, {}, environ={})
+    split = run_replay(source, settings, None)
+    monkeypatch.setattr(bot.engine, "TOUCH_FIRST_LEVELS", 10**9)
+    whole = run_replay(source, settings, None)
+
+    a = replay_summary(split, source, settings, None)
+    b = replay_summary(whole, source, settings, None)
+    assert {k: v for k, v in a.items() if k not in VOLATILE} == \
+        {k: v for k, v in b.items() if k not in VOLATILE}
+    assert split.engine.book.depth(Side.BUY, 1000) == whole.engine.book.depth(Side.BUY, 1000)
+    assert split.engine.book.depth(Side.SELL, 1000) == whole.engine.book.depth(Side.SELL, 1000)
+
+
+def test_bench_reports_throughput_latency_and_memory(shared_data: Path) -> None:
+    from bot.bench import bench_command
+
+    path = shared_data / "hftbacktest" / "usdm" / "btcusdt_20240808.gz"
+    result = bench_command([path], None)
+    assert result["messages"] == 93_954
+    assert result["messages_per_s"] > 0
+    lat = result["tick_to_quote_us"]
+    assert 0 < lat["p50"] <= lat["p99"] <= lat["max"]
+    assert lat["samples"] > 100
+    assert result["peak_rss_mb"] > 0

@@ -73,6 +73,7 @@ class Harness:
         self.venue.on_market(event)
         if isinstance(event, BookSnapshot | BookDelta):
             self.book.apply(event)
+            self.venue.after_book(event.ts_local_ns)
 
     def place(self, side: Side, price: float, qty: float, *, post_only: bool = True) -> str:
         self._ids += 1
