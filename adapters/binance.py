@@ -187,7 +187,7 @@ class _DepthEnvelope(msgspec.Struct):
 
 
 class _Snapshot(msgspec.Struct):
-    lastUpdateId: int  # noqa: N815 - the venue's field name
+    lastUpdateId: int  # the venue's field name
     bids: _WireLevels
     asks: _WireLevels
     E: int = 0
