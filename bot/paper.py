@@ -210,6 +210,38 @@ async def _paced(events: Iterator[MarketEvent]) -> AsyncIterator[MarketEvent]:
         yield event
 
 
+class PaperSession:
+    """One paper-trading run on the wall clock: open the feed, build the engine, trade.
+
+    ``engine`` is set once the market data has started (tick and lot known), so a caller can
+    summarise whatever happened even if the run was cancelled.
+    """
+
+    def __init__(self, settings: Settings, journal: Journal | None, log: Any,
+                 on_status: Any = None, run_tag: str = "") -> None:
+        self.settings = settings
+        self.journal = journal
+        self.log = log
+        self.on_status = on_status
+        self.run_tag = run_tag
+        self.engine: Engine | None = None
+
+    async def run(self, duration_s: float | None) -> None:
+        """Trade until ``duration_s`` elapses, the feed ends, or the task is cancelled."""
+        settings, log = self.settings, self.log
+        clock = WallClock()
+        rules, source = await open_source(settings, duration_s, log)
+        engine = build_engine(settings, rules, clock, self.journal, log,
+                              on_status=self.on_status, run_tag=self.run_tag)
+        _attach_sim_venue(engine, settings, clock)
+        self.engine = engine
+        log.info("paper_started", strategy=settings.strategy.kind, tick_size=rules.tick_size,
+                 lot_size=rules.lot_size, max_inventory=settings.risk.max_inventory,
+                 max_loss=settings.risk.max_loss, max_drawdown=settings.risk.max_drawdown,
+                 order_qty=settings.strategy.ladder.order_qty)
+        await engine.run_wall(source, duration_s)
+
+
 def run_paper(settings: Settings, duration_s: float | None, json_output: bool = False,
               speed: float = 1.0) -> dict[str, Any]:
     """Paper trade until ``duration_s`` elapses or Ctrl-C; return the summary.
@@ -228,9 +260,8 @@ def run_paper(settings: Settings, duration_s: float | None, json_output: bool = 
             sys.stdout.write(format_status(status) + "\n")
             sys.stdout.flush()
 
-    clock = WallClock()
     journal = Journal(run.journal)
-    holder: list[Engine] = []
+    session = PaperSession(settings, journal, log, on_status=show, run_tag=run_tag_now())
     start_ns = time.time_ns()
     t0 = time.perf_counter()
 
@@ -242,25 +273,15 @@ def run_paper(settings: Settings, duration_s: float | None, json_output: bool = 
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.add_signal_handler(sig, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
-            rules, source = await open_source(settings, duration_s, log)
-            engine = build_engine(settings, rules, clock, journal, log, on_status=show,
-                                  run_tag=run_tag_now())
-            _attach_sim_venue(engine, settings, clock)
-            holder.append(engine)
-            log.info("paper_started", run_dir=str(run.path), strategy=settings.strategy.kind,
-                     tick_size=rules.tick_size, lot_size=rules.lot_size,
-                     max_inventory=settings.risk.max_inventory,
-                     max_loss=settings.risk.max_loss, max_drawdown=settings.risk.max_drawdown,
-                     order_qty=settings.strategy.ladder.order_qty)
-            await engine.run_wall(source, duration_s)
+            await session.run(duration_s)
 
     try:
         asyncio.run(main())
     finally:
         journal.close()
-    if not holder:
+    engine = session.engine
+    if engine is None:
         raise MmbotError("paper trading stopped before the market data started")
-    engine = holder[0]
     summary = summarise(engine, run, "paper", settings, start_ns, time.time_ns(),
                         time.perf_counter() - t0)
     log.info("paper_finished", pnl=summary["pnl"], fills=summary["fills"],
