@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from fakes.venues import FakeBinance, load_binance_usdm
 import bot.paper
 from adapters.binance import BinanceParser
 from bot.engine import Status
+from bot.events import Side
 from bot.journal import Journal, read_table
 from bot.logs import get_logger
 from bot.paper import PaperSession
@@ -54,3 +56,46 @@ async def test_paper_on_a_native_feed_infers_the_tick_quotes_and_cancels_everyth
     assert any(s.book_valid and s.bid < s.mid < s.ask for s in statuses)
     places = [r for r in read_table(journal.path, "orders") if r[2] == "place"]
     assert len(places) == engine.stats.orders_sent
+
+
+async def test_recording_a_live_feed_replays_to_the_same_book(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    from adapters.recording import Recorder, read_info
+    from adapters.ws import ReconnectPolicy, WebSocketFeed
+    from bot.book import OrderBook
+    from bot.events import BookDelta, BookInvalid, BookSnapshot
+    from bot.replay import resolve_source, run_replay
+
+    capture = load_binance_usdm(shared_data / "hftbacktest" / "usdm" / "btcusdt_20240808.gz",
+                                1500)
+    out = tmp_path / "rec.jsonl.gz"
+    live_book = OrderBook("BTCUSDT")
+    async with asyncio.timeout(30), FakeBinance(capture) as venue:
+        parser = BinanceParser("BTCUSDT", "usdm", depth_speed_ms=0, ws_base=venue.ws_base,
+                               rest_base=venue.rest_base)
+        recorder = Recorder(out, {"venue": "binance-usdm", "symbol": "BTCUSDT",
+                                  "streams": [], "ws_url": parser.ws_url()})
+        feed = WebSocketFeed(parser, ReconnectPolicy(silence_s=1.0), tap=recorder.write)
+
+        async def consume() -> None:
+            async for event in feed.events():
+                if isinstance(event, BookSnapshot | BookDelta):
+                    live_book.apply(event)
+                elif isinstance(event, BookInvalid):
+                    live_book.invalidate(event.reason)
+
+        task = asyncio.create_task(consume())
+        await venue.done.wait()
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        recorder.close()
+
+    assert read_info(out).format == "mmbot"
+    result = run_replay(resolve_source([out], None, None), load_settings(None, {}, environ={}),
+                        None)
+    assert live_book.valid and result.engine.book.valid
+    assert result.engine.book.depth(Side.BUY, 50) == live_book.depth(Side.BUY, 50)
+    assert result.engine.book.depth(Side.SELL, 50) == live_book.depth(Side.SELL, 50)
