@@ -154,6 +154,51 @@ def build_engine(settings: Settings, rules: MarketRules, clock: Scheduler,
     )
 
 
+def run_summary(engine: Engine, settings: Settings, mode: str) -> dict[str, Any]:
+    """Return what every run reports: counters, money, end state, and what produced them.
+
+    The fill model and latencies are part of the result: they can flip the sign of a market
+    maker's PnL.
+    """
+    p = engine.portfolio
+    stats = engine.stats
+    return {
+        "mode": mode,
+        "venue": settings.market.venue,
+        "symbol": settings.market.symbol,
+        "strategy": settings.strategy.kind,
+        "fill_model": settings.sim_venue.fill_model,
+        "entry_latency_ms": settings.sim_venue.entry_latency_ms,
+        "cancel_latency_ms": settings.sim_venue.cancel_latency_ms,
+        "tick_size": engine.tick_size,
+        "events": stats.events,
+        "book_updates": stats.book_updates,
+        "trades": stats.trades,
+        "bad_events": stats.bad_events,
+        "book_invalidations": stats.book_invalidations,
+        "orders_sent": stats.orders_sent,
+        "cancels_sent": stats.cancels_sent,
+        "fills": stats.fills,
+        "rejects": stats.rejects,
+        "denials": dict(stats.denials),
+        "pnl": p.pnl,
+        "realised": p.realised,
+        "unrealised": p.unrealised,
+        "fees": p.fees,
+        "volume": p.volume,
+        "final_inventory": p.position,
+        "final_mid": finite_or_none(engine.book.mid),
+        "final_best_bid": finite_or_none(engine.book.best_bid),
+        "final_best_ask": finite_or_none(engine.book.best_ask),
+        "risk_state": engine.gate.state.value,
+        "open_orders_at_end": len(engine.orders.orders),
+    }
+
+
+def finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
 @dataclass(frozen=True, slots=True)
 class RunDir:
     """The folder of one run: config snapshot, journal, logs, summary."""

@@ -28,6 +28,7 @@ from bot.app import (
     format_status,
     infer_rules,
     make_run_dir,
+    run_summary,
     run_tag_now,
 )
 from bot.clock import Scheduler, VirtualClock, WallClock
@@ -82,51 +83,6 @@ def _attach_sim_venue(engine: Engine, settings: Settings, clock: Scheduler) -> S
     return venue
 
 
-def summarise(engine: Engine, run: RunDir | None, mode: str, settings: Settings,
-              started_ns: int, ended_ns: int, elapsed_s: float) -> dict[str, Any]:
-    """Return the run summary (also written to ``summary.json``)."""
-    p = engine.portfolio
-    stats = engine.stats
-    summary: dict[str, Any] = {
-        "mode": mode,
-        "venue": settings.market.venue,
-        "symbol": settings.market.symbol,
-        "strategy": settings.strategy.kind,
-        "fill_model": settings.sim_venue.fill_model,
-        "entry_latency_ms": settings.sim_venue.entry_latency_ms,
-        "cancel_latency_ms": settings.sim_venue.cancel_latency_ms,
-        "started_ns": started_ns,
-        "ended_ns": ended_ns,
-        "market_time_s": (ended_ns - started_ns) / NS,
-        "elapsed_s": elapsed_s,
-        "events": stats.events,
-        "book_updates": stats.book_updates,
-        "trades": stats.trades,
-        "bad_events": stats.bad_events,
-        "book_invalidations": stats.book_invalidations,
-        "orders_sent": stats.orders_sent,
-        "cancels_sent": stats.cancels_sent,
-        "fills": stats.fills,
-        "rejects": stats.rejects,
-        "denials": dict(stats.denials),
-        "pnl": p.pnl,
-        "realised": p.realised,
-        "unrealised": p.unrealised,
-        "fees": p.fees,
-        "volume": p.volume,
-        "final_inventory": p.position,
-        "final_mid": engine.book.mid,
-        "final_best_bid": engine.book.best_bid,
-        "final_best_ask": engine.book.best_ask,
-        "risk_state": engine.gate.state.value,
-        "open_orders_at_end": len(engine.orders.orders),
-        "run_dir": str(run.path) if run is not None else None,
-    }
-    if run is not None:
-        run.write_json("summary.json", summary)
-    return summary
-
-
 def run_sim_virtual(settings: Settings, duration_s: float, run: RunDir | None = None,
                     on_status: Any = None) -> tuple[Engine, dict[str, Any]]:
     """Run the simulated market on virtual time (deterministic) and return engine and summary."""
@@ -143,8 +99,11 @@ def run_sim_virtual(settings: Settings, duration_s: float, run: RunDir | None = 
     finally:
         if journal is not None:
             journal.close()
-    summary = summarise(engine, run, "sim-virtual", settings, 0, clock.now_ns(),
-                        time.perf_counter() - start)
+    summary = {**run_summary(engine, settings, "sim-virtual"), "market_time_s": clock.now_ns() / NS,
+               "elapsed_s": time.perf_counter() - start,
+               "run_dir": str(run.path) if run is not None else None}
+    if run is not None:
+        run.write_json("summary.json", summary)
     return engine, summary
 
 
@@ -282,8 +241,10 @@ def run_paper(settings: Settings, duration_s: float | None, json_output: bool = 
     engine = session.engine
     if engine is None:
         raise MmbotError("paper trading stopped before the market data started")
-    summary = summarise(engine, run, "paper", settings, start_ns, time.time_ns(),
-                        time.perf_counter() - t0)
+    summary = {**run_summary(engine, settings, "paper"), "started_ns": start_ns,
+               "ended_ns": time.time_ns(), "elapsed_s": time.perf_counter() - t0,
+               "run_dir": str(run.path)}
+    run.write_json("summary.json", summary)
     log.info("paper_finished", pnl=summary["pnl"], fills=summary["fills"],
              run_dir=str(run.path))
     close_logging()

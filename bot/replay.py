@@ -7,7 +7,6 @@ config. ``--speed 1`` paces the frames to the recorded wall time instead of runn
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -25,14 +24,22 @@ from adapters.venues import (
     native_symbol,
     venue_from_cryptofeed,
 )
-from bot.app import MarketRules, RunDir, build_engine, infer_rules, make_run_dir
+from bot.app import (
+    MarketRules,
+    RunDir,
+    build_engine,
+    finite_or_none,
+    infer_rules,
+    make_run_dir,
+    run_summary,
+)
 from bot.clock import VirtualClock
 from bot.engine import Engine
 from bot.errors import ConfigError, DataError
 from bot.events import BookDelta, BookSnapshot, MarketEvent
 from bot.journal import Journal
 from bot.logs import configure_logging, get_logger
-from bot.paper import sim_venue_config, summarise
+from bot.paper import sim_venue_config
 from bot.settings import Settings, load_settings
 
 NS = 1_000_000_000
@@ -305,31 +312,21 @@ def replay_summary(result: ReplayResult, source: Source, settings: Settings,
         "fills": stats.fills,
         "pnl": engine.portfolio.pnl,
         "final_inventory": engine.portfolio.position,
-        "final_best_bid": _finite(engine.book.best_bid),
-        "final_best_ask": _finite(engine.book.best_ask),
+        "final_best_bid": finite_or_none(engine.book.best_bid),
+        "final_best_ask": finite_or_none(engine.book.best_ask),
         "sequence_gaps": feed.gaps,
         "checksum_errors": feed.checksum_errors,
         "resyncs": feed.resyncs,
         "malformed": feed.malformed + result.router.bad_frames,
         "elapsed_s": result.elapsed_s,
         "messages_per_s": result.messages / result.elapsed_s if result.elapsed_s > 0 else 0.0,
-        "tick_size": engine.tick_size,
     }
-    ts_first = 0
-    full = summarise(engine, run, "replay", settings, ts_first, engine.last_ts_ns,
-                     result.elapsed_s)
-    for key in ("mode", "venue", "symbol", "events", "book_updates", "trades", "orders_sent",
-                "fills", "pnl", "final_best_bid", "final_best_ask", "elapsed_s", "started_ns",
-                "ended_ns", "market_time_s", "final_mid"):
-        full.pop(key, None)
-    summary = {**core, **full}
+    rest = run_summary(engine, settings, "replay")
+    summary = {**core, **{k: v for k, v in rest.items() if k not in core},
+               "run_dir": str(run.path) if run is not None else None}
     if run is not None:
         run.write_json("summary.json", summary)
     return summary
-
-
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
 
 
 def _progress_bar(messages: int, fraction: float) -> None:
