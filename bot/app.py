@@ -151,7 +151,19 @@ def build_engine(settings: Settings, rules: MarketRules, clock: Scheduler,
         log=log,
         status_interval_ns=round(settings.run.status_interval_s * NS),
         on_status=on_status,
+        decision_cache=time_invariant(settings),
     )
+
+
+def time_invariant(settings: Settings) -> bool:
+    """Return whether the same market inputs always give the same quoting decision.
+
+    True unless the strategy's horizon runs on the clock (a session end) or orders are
+    replaced by age; then the engine may reuse a decision when nothing it reads has changed.
+    """
+    s = settings.strategy
+    clocked = s.kind in ("avellaneda_stoikov", "glft_exact") and s.horizon == "session"
+    return not clocked and settings.orders.max_order_age_s == 0
 
 
 def run_summary(engine: Engine, settings: Settings, mode: str) -> dict[str, Any]:

@@ -212,3 +212,24 @@ def test_bench_reports_throughput_latency_and_memory(shared_data: Path) -> None:
     assert 0 < lat["p50"] <= lat["p99"] <= lat["max"]
     assert lat["samples"] > 100
     assert result["peak_rss_mb"] > 0
+
+
+@pytest.mark.parametrize("config", [None, "replay-btcusdt.toml"])
+def test_reusing_unchanged_decisions_gives_the_same_run(
+    shared_data: Path, config: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bot.app
+
+    path = shared_data / "hftbacktest" / "usdm" / "btcusdt_20240808.gz"
+    source = resolve_source([path], None, None)
+    settings = load_settings(ROOT / "config" / config if config else None, {}, environ={})
+    assert bot.app.time_invariant(settings)
+
+    def summary() -> dict[str, Any]:
+        result = run_replay(source, settings, None)
+        full = replay_summary(result, source, settings, None)
+        return {k: v for k, v in full.items() if k not in VOLATILE}
+
+    cached = summary()
+    monkeypatch.setattr(bot.app, "time_invariant", lambda _settings: False)
+    assert summary() == cached
