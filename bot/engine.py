@@ -282,9 +282,11 @@ class Engine:
         bids, asks = delta.bids, delta.asks
         near_b = tuple([lv for lv in bids if lv[0] >= low])
         near_a = tuple([lv for lv in asks if lv[0] <= high])
-        if (near_b and max(near_b)[0] > high) or (near_a and min(near_a)[0] < low):
+        if any(q > 0.0 and p > high for p, q in near_b) or any(
+            q > 0.0 and p < low for p, q in near_a
+        ):
             # A sweep through the band: a near level meets the other side's deep levels, so
-            # the parts are not independent. Book it whole.
+            # the parts are not independent. Book it whole. (Deletions cannot cross.)
             return delta, None
         deep_b = tuple([lv for lv in bids if lv[0] < low]) if len(near_b) < len(bids) else ()
         deep_a = tuple([lv for lv in asks if lv[0] > high]) if len(near_a) < len(asks) else ()
@@ -569,6 +571,14 @@ class Engine:
             self._run_callbacks(clock, ts)
         clock.advance_to(ts)
         self.process(event)
+
+    def run_due(self, until_ns: int) -> None:
+        """Run the venue callbacks due by ``until_ns`` (virtual time), as ``step`` would first."""
+        clock = self.clock
+        assert isinstance(clock, VirtualClock)
+        due = clock.next_due_ns()
+        if due is not None and due <= until_ns:
+            self._run_callbacks(clock, until_ns)
 
     def _run_callbacks(self, clock: VirtualClock, until_ns: int) -> None:
         while (due := clock.next_due_ns()) is not None and due <= until_ns:

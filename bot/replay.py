@@ -267,6 +267,9 @@ def run_replay(
                 if wait > 0:
                     time.sleep(wait)
             if measure_latency:
+                # Venue callbacks due before this frame (acks after latency) are earlier
+                # events: run them first so they are not billed to this frame.
+                engine.run_due(frame.ts_local_ns)
                 engine.first_decision_ns = engine.first_commands_ns = 0
             t0 = perf_ns()
             events = route(frame)
