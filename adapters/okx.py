@@ -298,6 +298,7 @@ class OkxParser:
         """Parse one websocket frame into events; malformed frames are counted, never raised."""
         stats = self.stats
         stats.messages += 1
+        book_frame = False
         try:
             text = raw.decode() if isinstance(raw, bytes) else raw
             if text == "pong":
@@ -319,6 +320,7 @@ class OkxParser:
             if not isinstance(data, list):
                 raise _Malformed("data is not a list")
             if channel == self.channel:
+                book_frame = True
                 action = msg.get("action")
                 events: list[MarketEvent] = []
                 for item in data:
@@ -330,6 +332,16 @@ class OkxParser:
             return []
         except (_Malformed, ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
             stats.malformed += 1
+            if book_frame and self._synced:
+                # An update of our book we cannot read is an update lost: resync now rather
+                # than wait for the next checksum to notice.
+                stats.resyncs += 1
+                self._bids.clear()
+                self._asks.clear()
+                self._synced = False
+                self._last_seq = None
+                self._resync = Resync.RESUBSCRIBE
+                return [BookInvalid(0, ts_local_ns, self.symbol, "malformed book update")]
             return []
 
     def _on_book(self, action: Any, item: Any, ts_local_ns: int) -> list[MarketEvent]:

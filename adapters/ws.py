@@ -43,8 +43,8 @@ class ReconnectPolicy:
     """Backoff between connection attempts and the silence watchdog.
 
     Delay n (from 0) is ``min(max_s, initial_s * factor**n)`` scaled by a random factor in
-    ``[1 - jitter, 1 + jitter]``; it returns to ``initial_s`` after a connection delivers data.
-    Failed REST snapshot fetches back off the same way. ``close_timeout_s`` bounds the closing
+    ``[1 - jitter, 1 + jitter]``; it returns to ``initial_s`` after a successful connection,
+    one that kept delivering data for ``healthy_s``. Failed REST snapshot fetches back off the same way. ``close_timeout_s`` bounds the closing
     handshake (on shutdown or resubscribe) with a venue that no longer answers.
     """
 
@@ -56,6 +56,7 @@ class ReconnectPolicy:
     open_timeout_s: float = 10.0
     snapshot_timeout_s: float = 10.0
     close_timeout_s: float = 2.0
+    healthy_s: float = 10.0
     max_attempts: int | None = None
 
     def delay(self, attempt: int, rng: random.Random) -> float:
@@ -123,10 +124,11 @@ class WebSocketFeed:
         """Yield events forever (until cancelled, or FeedStopped after too many failures)."""
         attempt = 0
         while True:
-            delivered = False
+            first_event_at: float | None = None
             try:
                 async for event in self._one_connection():
-                    delivered = True
+                    if first_event_at is None:
+                        first_event_at = time.monotonic()
                     yield event
             except Exception as exc:
                 if not is_retryable(exc):
@@ -138,7 +140,12 @@ class WebSocketFeed:
             now = time.time_ns()
             # Whatever happened, the book is no longer known to be current.
             yield BookInvalid(now, now, self.parser.symbol, "feed reconnecting")
-            attempt = 0 if delivered else attempt + 1
+            # Success resets the backoff: a connection that kept delivering for healthy_s. One
+            # that only delivered a snapshot before failing again (a checksum that never
+            # matches) must not reconnect at the minimum delay forever.
+            healthy = (first_event_at is not None
+                       and time.monotonic() - first_event_at >= self.policy.healthy_s)
+            attempt = 0 if healthy else attempt + 1
             limit = self.policy.max_attempts
             if limit is not None and attempt >= limit:
                 raise FeedStopped(f"{self.parser.venue}: {attempt} connection attempts failed")

@@ -408,7 +408,7 @@ def test_garbage_frames_are_counted_as_malformed_and_never_raise(raw: str | byte
     assert parser.stats.messages == 1
 
 
-def test_malformed_update_leaves_the_book_untouched() -> None:
+def test_malformed_update_of_our_book_invalidates_it_and_asks_to_resubscribe() -> None:
     parser = OkxParser("BTC-USDT")
     bids = [row[:] for row in DOC_BIDS]
     asks = [row[:] for row in DOC_ASKS]
@@ -418,9 +418,12 @@ def test_malformed_update_leaves_the_book_untouched() -> None:
     bad = book_frame("update", [["8476.97", "9", "0", "1"], ["x", "1", "0", "1"]], [])
     good = book_frame("update", [], [], checksum=reference_checksum(bids, asks))
 
-    assert parser.on_message(bad, 2) == []
-    events = parser.on_message(good, 3)
+    # An update we cannot read is an update lost: quotes must come off at once.
+    events = parser.on_message(bad, 2)
+    assert [type(event) for event in events] == [BookInvalid]
+    assert parser.resync is Resync.RESUBSCRIBE
+    assert parser.on_message(good, 3) == []  # nothing is applied until a new snapshot
 
     assert parser.stats.malformed == 1
-    assert [type(event) for event in events] == [BookDelta]
     assert parser.stats.checksum_errors == 0
+    assert parser.stats.resyncs == 1

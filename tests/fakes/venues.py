@@ -1,7 +1,8 @@
 """Fake venues for fault-injection tests: real loopback servers replaying recorded real frames.
 
-``FakeBinance`` (USD-M futures: combined stream + REST depth snapshot) and ``FakeBybit`` (v5
-linear: snapshot on subscribe) behave like the live venue as far as a market-data client can
+``FakeBinance`` (USD-M futures: combined stream + REST depth snapshot), ``FakeBybit`` (v5
+linear: snapshot on subscribe) and ``FakeOkx`` (v5 public ``books``: snapshot on subscribe,
+CRC32 checksum on every message) behave like the live venue as far as a market-data client can
 tell:
 
 * The market is one stream of recorded frames with a shared cursor. Every connection continues
@@ -13,7 +14,8 @@ tell:
   with it.
 * Faults are configured per connection attempt (``Fault``, indexed by attempt number, counting
   refused handshakes): a refused handshake, an abrupt TCP drop, a removed book frame (a sequence
-  gap), a burst of garbage, silence, half-open silence. Counters say what happened.
+  gap), a burst of garbage, silence, half-open silence, a wrong checksum (OKX). Counters say
+  what happened.
 * Frames go out in batches with a short pause between them, like a live venue's pace, so the
   client stays close behind the stream instead of drowning in a backlog.
 
@@ -27,11 +29,13 @@ import asyncio
 import contextlib
 import gzip
 import json
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
 from http import HTTPStatus
+from itertools import zip_longest
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -57,10 +61,13 @@ class BookUpdate:
     Attributes:
         bids: Levels as on the wire; quantity "0" (any spelling) removes the level.
         asks: Same for asks.
-        update_id: Binance ``u`` (``lastUpdateId`` for a snapshot), Bybit ``u``.
-        ts_ms: Binance ``E``, Bybit ``ts``.
-        tx_ms: Binance ``T``, Bybit ``cts``.
-        seq: Bybit ``seq`` (0 for Binance).
+        update_id: Binance ``u`` (``lastUpdateId`` for a snapshot), Bybit ``u``; OKX (the 2022
+            frames have no ``seqId``): the message's position, 0 for the snapshot, n for the
+            n-th update.
+        ts_ms: Binance ``E``, Bybit ``ts``, OKX ``ts``.
+        tx_ms: Binance ``T``, Bybit ``cts``, OKX ``ts``.
+        seq: Bybit ``seq`` (0 for Binance and OKX).
+        checksum: OKX ``checksum`` as recorded (None for the others).
     """
 
     bids: tuple[WireLevel, ...]
@@ -69,6 +76,7 @@ class BookUpdate:
     ts_ms: int
     tx_ms: int
     seq: int = 0
+    checksum: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,8 +253,9 @@ class StringBook:
 class Fault:
     """What goes wrong on one connection attempt; the defaults make a healthy connection.
 
-    Frame counts are per connection. Book frames are depth diffs (Binance) or book deltas
-    (Bybit); ``skip_frame_at`` and ``garbage_at`` count them from 1.
+    Frame counts are per connection. Book frames are depth diffs (Binance), book deltas
+    (Bybit) or book updates (OKX); ``skip_frame_at``, ``garbage_at`` and
+    ``corrupt_checksum_at`` count them from 1 (a skipped frame counts).
 
     Attributes:
         reject_status: Refuse the websocket handshake with this HTTP status (e.g. 503).
@@ -256,6 +265,8 @@ class Fault:
         silent_after: Stop sending after this many frames; keep the connection open.
         half_open: While silent, also stop reading, so the client's close frame is never
             answered (a peer that has gone away without the TCP connection noticing).
+        corrupt_checksum_at: Send this book frame with a wrong ``checksum`` (OKX only; the
+            levels are the real ones, and the venue's book applies them).
     """
 
     reject_status: int | None = None
@@ -264,6 +275,7 @@ class Fault:
     garbage_at: int | None = None
     silent_after: int | None = None
     half_open: bool = False
+    corrupt_checksum_at: int | None = None
 
 
 HEALTHY = Fault()
@@ -276,6 +288,9 @@ HEALTHY = Fault()
 
 class _FakeVenue:
     """Websocket server, shared cursor, venue book, faults and counters."""
+
+    miss_tail = 200
+    """Frames a reconnect never lets pass unseen (so there is always a tail left to serve)."""
 
     def __init__(
         self,
@@ -300,6 +315,7 @@ class _FakeVenue:
         self.handshakes = 0
         self.connections = 0
         self.frames_sent = 0
+        self.book_frames_sent = 0
         self.frames_missed = 0
         self.book_frames_skipped = 0
         self.garbage_sent = 0
@@ -413,13 +429,17 @@ class _FakeVenue:
 
     def _miss(self, count: int) -> None:
         """Let ``count`` frames pass with nobody connected (keeping a tail to serve)."""
-        for _ in range(max(0, min(count, self.remaining - 200))):
+        for _ in range(max(0, min(count, self.remaining - self.miss_tail))):
             self._take()
             self.frames_missed += 1
 
     def _garbage(self, before: Frame) -> list[str | bytes]:
         """Return the corrupt frames sent just before the book frame ``before``."""
         raise NotImplementedError
+
+    def _book_text(self, frame: Frame, number: int, fault: Fault) -> str:
+        """Return the wire text of book frame ``number`` (from 1) of a connection."""
+        return frame.text
 
     async def _stream(self, ws: ServerConnection, superseded: asyncio.Event, fault: Fault,
                       channels: set[str]) -> None:
@@ -458,7 +478,10 @@ class _FakeVenue:
                 if book_frames == fault.skip_frame_at:
                     self.book_frames_skipped += 1
                     continue
-            await ws.send(frame.text)
+                await ws.send(self._book_text(frame, book_frames, fault))
+                self.book_frames_sent += 1
+            else:
+                await ws.send(frame.text)
             sent += 1
             self.frames_sent += 1
             if sent % self.batch == 0:
@@ -780,4 +803,292 @@ class FakeBybit(_FakeVenue):
             trade["data"][0]["p"] = "NaN"
             junk.append(json.dumps(trade, separators=(",", ":")))
         junk.append(json.dumps(delta, separators=(",", ":")))
+        return junk
+
+
+# --------------------------------------------------------------------------------------------
+# OKX v5 public (books + trades)
+# --------------------------------------------------------------------------------------------
+
+OKX_CHECKSUM_LEVELS = 25
+"""Levels per side the OKX ``books`` checksum covers."""
+
+OKX_BOOK_DEPTH = 400
+"""Levels per side of the ``books`` channel's snapshot."""
+
+
+def okx_book_checksum(book: StringBook) -> int:
+    """Return the OKX checksum of ``book``, as OKX documents it (written for the fake).
+
+    The best 25 bids and asks are interleaved bid, ask, bid, ask ... (when one side runs out the
+    other side's remaining levels follow), each written ``price:size`` with the wire strings,
+    joined with ``:``; the checksum is the CRC32 of that string as a *signed* 32-bit integer.
+    """
+    bids = [f"{price}:{qty}" for price, qty in book.top(True, OKX_CHECKSUM_LEVELS)]
+    asks = [f"{price}:{qty}" for price, qty in book.top(False, OKX_CHECKSUM_LEVELS)]
+    merged = [level for pair in zip_longest(bids, asks) for level in pair if level is not None]
+    crc = zlib.crc32(":".join(merged).encode())
+    return int.from_bytes(crc.to_bytes(4, "big"), "big", signed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class OkxCapture(Capture):
+    """An OKX session: ``Capture`` plus the recorded snapshot frame (for the levels' extras)."""
+
+    snapshot_text: str
+
+
+def _okx_levels(raw: Iterable[Sequence[str]]) -> tuple[WireLevel, ...]:
+    return tuple((level[0], level[1]) for level in raw)
+
+
+@cache
+def load_okx_books(path: Path, inst_id: str = "BTC-USDT", conn: str = "OKX.ws.1") -> OkxCapture:
+    """Load one instrument's ``books`` and ``trades`` frames from a cryptofeed OKX session.
+
+    The first ``books`` frame (the ``snapshot`` OKX pushed on subscribe) becomes the initial
+    book; the ``update`` frames after it and the trades recorded after it are served, verbatim.
+    The 2022 frames have no ``seqId``: ``BookUpdate.update_id`` is the position (snapshot 0,
+    n-th update n) and ``checksum`` the recorded one.
+
+    Raises:
+        ValueError: No snapshot, a frame with more than one data item, or a recorded checksum
+            that does not match the book replayed with ``okx_book_checksum`` (the recording and
+            the fake's checksum are checked before anything is served).
+    """
+    initial: BookUpdate | None = None
+    snapshot_text = ""
+    book: StringBook | None = None
+    frames: list[Frame] = []
+    updates = 0
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            entry = json.loads(line)
+            if entry.get("t") != "recv" or entry.get("conn") != conn or "data" not in entry:
+                continue
+            text: str = entry["data"]
+            msg = json.loads(text)
+            arg = msg.get("arg")
+            if "event" in msg or not isinstance(arg, dict) or arg.get("instId") != inst_id:
+                continue
+            channel = arg.get("channel")
+            if channel == "trades" and initial is not None:
+                frames.append(Frame("trades", text))
+                continue
+            if channel != "books":
+                continue
+            if len(msg["data"]) != 1:
+                raise ValueError(f"{path}: books frame with {len(msg['data'])} data items")
+            data = msg["data"][0]
+            bids, asks = _okx_levels(data["bids"]), _okx_levels(data["asks"])
+            ts_ms = int(data["ts"])
+            checksum: int = data["checksum"]
+            if msg["action"] == "snapshot":
+                if initial is not None:
+                    raise ValueError(f"{path}: second {inst_id} snapshot at ts={ts_ms}")
+                initial = BookUpdate(bids, asks, 0, ts_ms, ts_ms, checksum=checksum)
+                snapshot_text = text
+                book = StringBook(bids, asks)
+            elif book is None:
+                continue
+            else:
+                updates += 1
+                update = BookUpdate(bids, asks, updates, ts_ms, ts_ms, checksum=checksum)
+                book.apply(bids, asks)
+                frames.append(Frame("books", text, update))
+            if okx_book_checksum(book) != checksum:
+                raise ValueError(f"{path}: recorded checksum {checksum} does not match the "
+                                 f"replayed book at ts={ts_ms}")
+    if initial is None:
+        raise ValueError(f"{path}: no {inst_id} books snapshot on {conn}")
+    return OkxCapture(inst_id, initial, tuple(frames), snapshot_text)
+
+
+class FakeOkx(_FakeVenue):
+    """OKX v5 public: ``/ws/v5/public``, ``{"op":"subscribe"}``, text ``ping``/``pong``.
+
+    A subscribe names ``{"channel": ..., "instId": ...}`` args; each offered one is acked with
+    ``{"event":"subscribe","arg":{...}}`` in order (an unknown one gets OKX's error event and is
+    reported in ``errors``). A ``books`` subscription gets a ``snapshot`` built from the venue's
+    current book (best 400 levels a side, ``ts`` of the last update that left the cursor, and a
+    checksum computed by the venue with ``okx_book_checksum``), then the recorded ``update``
+    frames from the cursor on: their recorded checksums hold, because the venue's book is the
+    recorded book at that point. Trades of the instrument follow as recorded.
+
+    Attributes:
+        subscriptions: Subscribe requests received.
+        snapshots_sent: Book snapshots sent (one per ``books`` subscription).
+        pings: Text ``ping`` frames answered with ``pong``.
+        checksums_corrupted: Updates sent with a wrong checksum (``Fault.corrupt_checksum_at``).
+        corrupted_checksums: The wrong checksums, in the order sent.
+    """
+
+    path = "/ws/v5/public"
+    miss_tail = 40
+
+    def __init__(
+        self,
+        capture: OkxCapture,
+        faults: Sequence[Fault] = (),
+        *,
+        missed_on_reconnect: int = 10,
+        batch: int = 4,
+        pace_s: float = 0.001,
+    ) -> None:
+        super().__init__(capture, faults, missed_on_reconnect=missed_on_reconnect, batch=batch,
+                         pace_s=pace_s)
+        self.subscriptions = 0
+        self.snapshots_sent = 0
+        self.pings = 0
+        self.checksums_corrupted = 0
+        self.corrupted_checksums: list[int] = []
+        self.channels = frozenset(frame.channel for frame in capture.frames) | {"books"}
+        # What the levels carry besides price and size: ["0" (deprecated), order count].
+        self._extras: dict[bool, dict[str, list[str]]] = {True: {}, False: {}}
+        self._track_extras(capture.snapshot_text)
+        self._bad_trade = next(
+            (frame.text for frame in capture.frames if frame.channel == "trades"), None
+        )
+
+    @property
+    def ws_url(self) -> str:
+        """Return the websocket address (what ``OkxParser(ws_url=...)`` takes)."""
+        return f"ws://127.0.0.1:{self.port}{self.path}"
+
+    def _check_request(self, request: Request) -> str | None:
+        if request.path != self.path:
+            return f"expected {self.path}, got {request.path}"
+        return None
+
+    # ---------------------------------------------------------------- the book
+
+    def _track_extras(self, text: str) -> None:
+        data = json.loads(text)["data"][0]
+        for is_bid, key in ((True, "bids"), (False, "asks")):
+            extras = self._extras[is_bid]
+            for level in data[key]:
+                if Decimal(level[1]) == 0:
+                    extras.pop(level[0], None)
+                else:
+                    extras[level[0]] = list(level[2:])
+
+    def _take(self) -> Frame:
+        frame = super()._take()
+        if frame.book is not None:
+            self._track_extras(frame.text)
+        return frame
+
+    def checksum(self) -> int:
+        """Return the checksum of the venue's current book."""
+        return okx_book_checksum(self.book)
+
+    def snapshot_frame(self) -> str:
+        """Return the ``books`` snapshot a new subscriber gets now."""
+        data: dict[str, object] = {}
+        for is_bid, key in ((False, "asks"), (True, "bids")):
+            extras = self._extras[is_bid]
+            data[key] = [[price, qty, *extras.get(price, ["0", "1"])]
+                         for price, qty in self.book.top(is_bid, OKX_BOOK_DEPTH)]
+        data["ts"] = str(self.last.ts_ms)
+        data["checksum"] = self.checksum()
+        return json.dumps(
+            {"arg": {"channel": "books", "instId": self.capture.symbol}, "action": "snapshot",
+             "data": [data]},
+            separators=(",", ":"),
+        )
+
+    def _book_text(self, frame: Frame, number: int, fault: Fault) -> str:
+        if number != fault.corrupt_checksum_at:
+            return frame.text
+        msg = json.loads(frame.text)
+        item = msg["data"][0]
+        # Flip low bits: still a signed 32-bit value, never the real one, never 0 ("absent").
+        bad = item["checksum"] ^ 0x5A5A or 1
+        item["checksum"] = bad
+        self.checksums_corrupted += 1
+        self.corrupted_checksums.append(bad)
+        return json.dumps(msg, separators=(",", ":"))
+
+    # ---------------------------------------------------------------- websocket
+
+    @staticmethod
+    def _error(code: str, msg: str) -> str:
+        return json.dumps({"event": "error", "code": code, "msg": msg, "connId": "fake-okx"},
+                          separators=(",", ":"))
+
+    async def _session(self, ws: ServerConnection, superseded: asyncio.Event,
+                       fault: Fault) -> None:
+        raw = await asyncio.wait_for(ws.recv(), 5.0)
+        try:
+            request = json.loads(raw)
+        except ValueError:
+            request = None
+        if (not isinstance(request, dict) or request.get("op") != "subscribe"
+                or type(request.get("args")) is not list):
+            self.errors.append(f"expected a subscribe frame first, got {raw!r}")
+            await ws.send(self._error("60012", f"Illegal request: {raw!r}"))
+            return
+        self.subscriptions += 1
+        wanted: set[str] = set()
+        for arg in request["args"]:
+            channel = arg.get("channel") if isinstance(arg, dict) else None
+            inst_id = arg.get("instId") if isinstance(arg, dict) else None
+            if channel not in self.channels or inst_id != self.capture.symbol:
+                self.errors.append(f"subscription not offered: {arg!r}")
+                await ws.send(self._error(
+                    "60018", f"Wrong URL or channel:{channel},instId:{inst_id} doesn't exist."))
+                continue
+            wanted.add(channel)
+            await ws.send(json.dumps({"event": "subscribe",
+                                      "arg": {"channel": channel, "instId": inst_id}},
+                                     separators=(",", ":")))
+        pongs = asyncio.create_task(self._answer_pings(ws),
+                                    name=f"fake-okx-pongs:{self.connections}")
+        try:
+            if "books" in wanted:
+                await ws.send(self.snapshot_frame())
+                self.snapshots_sent += 1
+            await self._stream(ws, superseded, fault, wanted)
+        finally:
+            pongs.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await pongs
+
+    async def _answer_pings(self, ws: ServerConnection) -> None:
+        """Answer the text ``ping`` with ``pong``; anything else is not expected mid-stream."""
+        async for raw in ws:
+            if raw == "ping":
+                # A silent connection answers nothing, pings included.
+                if ws in self._silent:
+                    continue
+                self.pings += 1
+                await ws.send("pong")
+            else:
+                self.errors.append(f"unexpected frame on a subscribed connection: {raw!r}")
+
+    def _garbage(self, before: Frame) -> list[str | bytes]:
+        """Not JSON, ``{}``, ``[]``, binary junk, a truncated update, NaN / negative levels.
+
+        The corrupt updates are copies of the next real one (same checksum) with one level
+        broken; a NaN trade ends the burst.
+        """
+        msg = json.loads(before.text)
+        side = "bids" if msg["data"][0]["bids"] else "asks"
+        nan_price = json.loads(before.text)
+        nan_price["data"][0][side][0][0] = "NaN"
+        negative_size = json.loads(before.text)
+        negative_size["data"][0][side][0][1] = "-1"
+        junk: list[str | bytes] = [
+            "not json {",
+            "{}",
+            "[]",
+            b"\xff\xfe\x00 binary junk",
+            before.text[: len(before.text) // 2],
+            json.dumps(nan_price, separators=(",", ":")),
+            json.dumps(negative_size, separators=(",", ":")),
+        ]
+        if self._bad_trade is not None:
+            trade = json.loads(self._bad_trade)
+            trade["data"][0]["px"] = "NaN"
+            junk.append(json.dumps(trade, separators=(",", ":")))
         return junk
