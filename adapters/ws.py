@@ -44,8 +44,9 @@ class ReconnectPolicy:
 
     Delay n (from 0) is ``min(max_s, initial_s * factor**n)`` scaled by a random factor in
     ``[1 - jitter, 1 + jitter]``; it returns to ``initial_s`` after a successful connection,
-    one that kept delivering data for ``healthy_s``. Failed REST snapshot fetches back off the same way. ``close_timeout_s`` bounds the closing
-    handshake (on shutdown or resubscribe) with a venue that no longer answers.
+    one that kept delivering data for ``healthy_s``. Failed REST snapshot fetches back off
+    the same way. ``close_timeout_s`` bounds the closing handshake (on shutdown or
+    resubscribe) with a venue that no longer answers.
     """
 
     initial_s: float = 0.5
