@@ -27,6 +27,7 @@ from strategies.avellaneda_stoikov import ASParams, AvellanedaStoikov
 from strategies.base import Strategy
 from strategies.fixed_spread import FixedSpread, FixedSpreadParams
 from strategies.glft import GLFTAsymptotic, GLFTExact, GLFTExactParams, GLFTParams
+from strategies.health import HealthLimits, ModelHealth
 from strategies.ladder import LadderParams
 from strategies.volatility import VolatilityEstimator
 
@@ -152,7 +153,26 @@ def build_engine(settings: Settings, rules: MarketRules, clock: Scheduler,
         status_interval_ns=round(settings.run.status_interval_s * NS),
         on_status=on_status,
         decision_cache=time_invariant(settings),
+        health=build_health(settings),
+        health_action=settings.health.action,
+        widen_factor=settings.health.widen_factor,
+        pause_ns=round(settings.health.pause_s * NS),
     )
+
+
+def build_health(settings: Settings) -> ModelHealth | None:
+    """Return the model-health monitor, or None when disabled."""
+    h = settings.health
+    if not h.enabled:
+        return None
+    return ModelHealth(HealthLimits(
+        interval_ns=round(h.interval_s * NS),
+        fill_rate_tolerance=h.fill_rate_tolerance,
+        min_expected_fills=h.min_expected_fills,
+        inventory_drift=h.inventory_drift,
+        spread_ratio=h.spread_ratio,
+        max_inventory=settings.risk.max_inventory,
+    ))
 
 
 def time_invariant(settings: Settings) -> bool:
@@ -193,6 +213,7 @@ def run_summary(engine: Engine, settings: Settings, mode: str) -> dict[str, Any]
         "fills": stats.fills,
         "rejects": stats.rejects,
         "denials": dict(stats.denials),
+        "health_warnings": dict(stats.health_warnings),
         "pnl": p.pnl,
         "realised": p.realised,
         "unrealised": p.unrealised,
@@ -270,12 +291,14 @@ def format_status(status: Status) -> str:
     """Render the compact one-line status printed every second."""
     t = datetime.fromtimestamp(status.ts_ns / NS, UTC).strftime("%H:%M:%S")
     sigma_flag = "" if status.sigma_estimated else "(cfg)"
+    ak_flag = "" if status.intensity_fitted else "(cfg)"
     book = "" if status.book_valid else " BOOK-INVALID"
     return (
         f"{t} mid {_f(status.mid)} r {_f(status.reservation)} "
         f"bid {_f(status.bid)} ask {_f(status.ask)} spr {_f(status.spread)} "
         f"q {status.position:+.4g} pnl {status.pnl:+.4f} "
-        f"sigma {status.sigma:.4g}{sigma_flag} {status.state.value}{book} "
+        f"sigma {status.sigma:.4g}{sigma_flag} A {status.intensity_a:.3g} "
+        f"k {status.intensity_k:.3g}{ak_flag} {status.state.value}{book} "
         f"fills {status.fills}"
     )
 

@@ -28,7 +28,7 @@ import math
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from bot.book import OrderBook
@@ -59,6 +59,7 @@ from bot.orders import OrderManager, snap_price
 from bot.portfolio import Portfolio
 from risk.gate import RiskContext, RiskGate
 from strategies.base import Strategy
+from strategies.health import ModelHealth
 from strategies.volatility import VolatilityEstimator
 
 _INF = math.inf
@@ -112,6 +113,9 @@ class Status:
     pnl: float
     sigma: float
     sigma_estimated: bool
+    intensity_a: float
+    intensity_k: float
+    intensity_fitted: bool
     state: RiskState
     fills: int
     orders_sent: int
@@ -139,6 +143,7 @@ class EngineStats:
     duplicate_fills: int = 0
     rejects: int = 0
     denials: Counter[str] = field(default_factory=Counter)
+    health_warnings: Counter[str] = field(default_factory=Counter)
 
 
 class Engine:
@@ -160,6 +165,10 @@ class Engine:
         status_interval_ns: int = 0,
         on_status: Callable[[Status], None] | None = None,
         decision_cache: bool = False,
+        health: ModelHealth | None = None,
+        health_action: str = "warn",
+        widen_factor: float = 1.5,
+        pause_ns: int = 30 * 1_000_000_000,
     ) -> None:
         self.symbol = symbol
         self.tick_size = tick_size
@@ -187,6 +196,15 @@ class Engine:
         self._near_ask = _INF
         self._pending_change = False
         self.decision_cache = decision_cache
+        self.health = health
+        self.health_action = health_action
+        self.widen_factor = widen_factor
+        self.pause_ns = pause_ns
+        self._widen = 1.0
+        self._paused_until_ns = 0
+        self.intensity_a = model.intensity_a
+        self.intensity_k = model.intensity_k
+        self.intensity_fitted = False
         self._decision_key: tuple[Any, ...] | None = None
         self._decision_denials: list[str] = []
         self._order_epoch = 0
@@ -225,6 +243,8 @@ class Engine:
             self._requote(ts)
         elif kind is Timer:
             self._requote(ts)
+        if self.health is not None and self.health.due(ts):
+            self._check_health(ts)
         if self._status_interval_ns and ts >= self._next_status_ns:
             self._emit_status(ts)
 
@@ -361,8 +381,7 @@ class Engine:
         est = self.sigma_estimator
         sigma = est.value if est is not None and est.ready else self.model.sigma
         return MarketState(ts, book.mid, book.best_bid, book.best_ask, self.tick_size,
-                           self.portfolio.position, sigma, self.model.intensity_a,
-                           self.model.intensity_k)
+                           self.portfolio.position, sigma, self.intensity_a, self.intensity_k)
 
     def _risk_context(self, ts: int) -> RiskContext:
         book = self.book
@@ -385,7 +404,8 @@ class Engine:
         est = self.sigma_estimator
         return (book.best_bid, book.best_ask, book.valid, self.portfolio.position,
                 est.value if est is not None and est.ready else None, self.gate.state,
-                self._order_epoch)
+                self._order_epoch, self.intensity_a, self.intensity_k, self._widen,
+                self.last_ts_ns < self._paused_until_ns)
 
     def _requote(self, ts: int, cacheable: bool = False) -> None:
         book = self.book
@@ -403,13 +423,17 @@ class Engine:
                 if self.measure and not self.first_decision_ns:
                     self.first_decision_ns = time.perf_counter_ns()
                 return
-        if book.valid and book.mid == book.mid:
+        if book.valid and book.mid == book.mid and ts >= self._paused_until_ns:
             desired = self.strategy.quote(self.market_state(ts))
             self.stats.quotes += 1
+            if self._widen != 1.0:
+                desired = widen(desired, book.mid, self._widen)
         else:
             desired = _EMPTY
         ctx = self._risk_context(ts)
         decision = self.gate.check(desired, ctx)
+        if self.health is not None:
+            self._observe_health(ts, decision.approved)
         for change in decision.changes:
             self._risk_changed(change)
         if decision.denials or self._last_denials:
@@ -433,6 +457,36 @@ class Engine:
                 self.first_commands_ns = time.perf_counter_ns()
         if self.measure and not self.first_decision_ns:
             self.first_decision_ns = time.perf_counter_ns()
+
+    def _observe_health(self, ts: int, quotes: QuoteSet) -> None:
+        health = self.health
+        assert health is not None
+        book = self.book
+        mid = book.mid
+        bid = quotes.bids[0].price if quotes.bids else _NAN
+        ask = quotes.asks[0].price if quotes.asks else _NAN
+        health.observe(ts, bid_depth=mid - bid, ask_depth=ask - mid,
+                       inventory=self.portfolio.position, our_spread=ask - bid,
+                       market_spread=book.best_ask - book.best_bid,
+                       intensity_a=self.intensity_a, intensity_k=self.intensity_k)
+
+    def _check_health(self, ts: int) -> None:
+        health = self.health
+        assert health is not None
+        warnings = health.evaluate(ts)
+        action = self.health_action
+        for warning in warnings:
+            self.stats.health_warnings[warning.kind] += 1
+            if self.log is not None:
+                self.log.warning("model_health", kind=warning.kind, detail=warning.message,
+                                 value=round(warning.value, 4), bound=warning.bound,
+                                 action=action)
+        if action == "widen":
+            # Widen while the model is off; back to normal after a clean period.
+            self._widen = self.widen_factor if warnings else 1.0
+        elif action == "pause" and warnings:
+            self._paused_until_ns = ts + self.pause_ns
+            self._requote(ts)
 
     def _note_denials(self, denials: tuple[RiskDenied, ...]) -> None:
         # Edge-triggered: a denial is logged and journaled when its reason starts, not on
@@ -506,6 +560,8 @@ class Engine:
             self.stats.duplicate_fills += 1
             return
         self.stats.fills += 1
+        if self.health is not None:
+            self.health.on_fill()
         if self.log is not None:
             self.log.info("order_filled", client_order_id=fill.client_order_id,
                           side=fill.side.name, price=fill.price, qty=fill.qty,
@@ -531,6 +587,9 @@ class Engine:
             pnl=self.portfolio.pnl,
             sigma=est.value if warm and est is not None else self.model.sigma,
             sigma_estimated=warm,
+            intensity_a=self.intensity_a,
+            intensity_k=self.intensity_k,
+            intensity_fitted=self.intensity_fitted,
             state=self.gate.state,
             fills=self.stats.fills,
             orders_sent=self.stats.orders_sent,
@@ -682,3 +741,9 @@ class Engine:
         if self.journal is not None:
             self.journal.flush()
 
+
+def widen(quotes: QuoteSet, mid: float, factor: float) -> QuoteSet:
+    """Return ``quotes`` with every price ``factor`` times as far from ``mid`` (health action)."""
+    bids = tuple(replace(q, price=mid - (mid - q.price) * factor) for q in quotes.bids)
+    asks = tuple(replace(q, price=mid + (q.price - mid) * factor) for q in quotes.asks)
+    return QuoteSet(bids, asks, quotes.reservation_price, quotes.half_spread * factor)

@@ -95,6 +95,37 @@ class ModelSettings(_Section):
     sigma_interval_ms: int = Field(1000, gt=0)
     sigma_window: int = Field(300, ge=2)
     sigma_min_samples: int = Field(20, ge=2)
+    calibrate: Literal["off", "online"] = Field(
+        "off", description="online: re-fit A and k on a trailing window of the live feed"
+    )
+    calibration_method: Literal["time-to-fill", "hits"] = "time-to-fill"
+    refit_s: float = Field(30.0, gt=0, description="how often the online fit runs")
+    calibration_window_s: float = Field(600.0, gt=0, description="trailing window of the fit")
+    depth_points: int = Field(21, ge=2, le=200)
+    max_depth_ticks: float = Field(50.0, gt=0)
+    min_r2: float = Field(0.5, ge=0, le=1, description="fits below this R² are not used")
+    a_bounds: tuple[float, float] = Field((1e-4, 1e5), description="accepted A, 1/second")
+    k_bounds: tuple[float, float] = Field((1e-6, 1e9), description="accepted k, 1/price")
+
+
+class HealthSettings(_Section):
+    """The model-health monitor: is the market still the one the model assumes?"""
+
+    enabled: bool = True
+    interval_s: float = Field(60.0, gt=0, description="evaluation period")
+    fill_rate_tolerance: float = Field(
+        0.5, gt=0, description="warn when realised/forecast fills is off by more than this"
+    )
+    min_expected_fills: float = Field(5.0, gt=0, description="judge fill rates only above")
+    inventory_drift: float = Field(
+        0.8, gt=0, le=1, description="warn when mean |q| exceeds this share of the cap"
+    )
+    spread_ratio: float = Field(
+        25.0, gt=1, description="warn when our spread exceeds the market's by this factor"
+    )
+    action: Literal["warn", "widen", "pause"] = "warn"
+    widen_factor: float = Field(1.5, gt=1)
+    pause_s: float = Field(30.0, gt=0)
 
 
 class RiskSettings(_Section):
@@ -180,6 +211,7 @@ class Settings(BaseSettings):
     orders: OrderSettings = OrderSettings()
     sim_venue: SimVenueSettings = SimVenueSettings()
     sim_market: SimMarketSettings = SimMarketSettings()
+    health: HealthSettings = HealthSettings()
     run: RunSettings = RunSettings()
     api_key: SecretStr | None = Field(None, exclude=True)
     api_secret: SecretStr | None = Field(None, exclude=True)
