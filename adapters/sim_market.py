@@ -131,9 +131,17 @@ class SyntheticL2Config:
         intensity_a: A, market orders per second per side.
         intensity_k: k, 1/price: a market order reaches depth >= δ from the mid with
             probability ``exp(-k·δ)``, so a level at depth δ is traded at rate ``A·exp(-k·δ)``.
+        bid_intensity_a: A of the bid side alone (market SELL orders hitting the bids),
+            1/second; None: ``intensity_a``.
+        bid_intensity_k: k of the bid side alone, 1/price; None: ``intensity_k``.
+        ask_intensity_a: A of the ask side alone (market BUY orders lifting the asks),
+            1/second; None: ``intensity_a``.
+        ask_intensity_k: k of the ask side alone, 1/price; None: ``intensity_k``.
         tick: Price increment.
         lot: Quantity increment.
         levels: Number of price levels on each side, one per tick from the touch outwards.
+            Market orders reaching beyond the last level trade nothing there, so a test that
+            measures λ(δ) needs ``max_depth`` at least as deep as its deepest δ.
         level_qty: Mean quantity of a level; each level gets uniform(0.5, 1.5) times this.
         half_spread_ticks: Distance from the mid to each touch, in ticks (>= 1).
         mid_interval_s: Clock of the mid: it moves, and the book re-centres and refills the
@@ -158,6 +166,10 @@ class SyntheticL2Config:
     duration_s: float | None = None
     seed: int = 1
     symbol: str = "SIM-USD"
+    bid_intensity_a: float | None = None
+    bid_intensity_k: float | None = None
+    ask_intensity_a: float | None = None
+    ask_intensity_k: float | None = None
 
     def __post_init__(self) -> None:
         """Reject impossible values, naming the field."""
@@ -165,6 +177,12 @@ class SyntheticL2Config:
         _require(self.sigma >= 0.0, "sigma", f"must be >= 0, got {self.sigma}")
         _require(self.intensity_a >= 0.0, "intensity_a", f"must be >= 0, got {self.intensity_a}")
         _require(self.intensity_k > 0.0, "intensity_k", f"must be > 0, got {self.intensity_k}")
+        for name in ("bid_intensity_a", "ask_intensity_a"):
+            a = getattr(self, name)
+            _require(a is None or a >= 0.0, name, f"must be >= 0 or None, got {a}")
+        for name in ("bid_intensity_k", "ask_intensity_k"):
+            k = getattr(self, name)
+            _require(k is None or k > 0.0, name, f"must be > 0 or None, got {k}")
         _require(self.tick > 0.0, "tick", f"must be > 0, got {self.tick}")
         _require(self.lot > 0.0, "lot", f"must be > 0, got {self.lot}")
         _require(self.levels >= 1, "levels", f"must be >= 1, got {self.levels}")
@@ -184,6 +202,25 @@ class SyntheticL2Config:
             f"must be >= 0 or None, got {self.duration_s}",
         )
 
+    @property
+    def bid_intensity(self) -> tuple[float, float]:
+        """``(A, k)`` of the bid side (SELL aggressors), 1/second and 1/price."""
+        a = self.intensity_a if self.bid_intensity_a is None else self.bid_intensity_a
+        k = self.intensity_k if self.bid_intensity_k is None else self.bid_intensity_k
+        return a, k
+
+    @property
+    def ask_intensity(self) -> tuple[float, float]:
+        """``(A, k)`` of the ask side (BUY aggressors), 1/second and 1/price."""
+        a = self.intensity_a if self.ask_intensity_a is None else self.ask_intensity_a
+        k = self.intensity_k if self.ask_intensity_k is None else self.ask_intensity_k
+        return a, k
+
+    @property
+    def max_depth(self) -> float:
+        """Depth of the last level from the book centre, price: no trade prints deeper."""
+        return (self.half_spread_ticks + self.levels - 1) * self.tick
+
 
 class SyntheticL2Market:
     """A synthetic L2 market in the AS world, as a stream of book and trade events.
@@ -202,7 +239,9 @@ class SyntheticL2Market:
       number of lots, possibly all). That is one ``Trade`` per level (aggressor set, trade ids
       increasing), then one ``BookDelta`` for the consumed levels, at the same timestamp. A
       market order reaching no level (δ inside the spread) prints nothing. A level at depth δ
-      is therefore traded with intensity ``A·exp(-k·δ)``.
+      is therefore traded with intensity ``A·exp(-k·δ)``, exactly at the level lattice
+      ``δ = (h + j)·tick``, as long as the book centre does not move. The bid side (SELL
+      aggressors) and the ask side (BUY aggressors) may have their own A and k.
     * Replenishment and cancels arrive as a Poisson process of rate ``refresh_rate``: a random
       level of a random side gets a fresh random quantity (up or down), one ``BookDelta``.
 
@@ -269,8 +308,12 @@ class _SyntheticRun:
             _NEVER if cfg.duration_s is None else start_ns + round(cfg.duration_s * NS_PER_SECOND)
         )
         mid_step = cfg.sigma * math.sqrt(cfg.mid_interval_s)
-        order_rate = 2.0 * cfg.intensity_a  # both sides; the side is drawn per order
-        k = cfg.intensity_k
+        bid_a, bid_k = cfg.bid_intensity
+        ask_a, ask_k = cfg.ask_intensity
+        # One process for both sides, the side drawn per order: with no per-side override this
+        # is rate 2A and a fair coin, the same draws as before the overrides existed.
+        order_rate = bid_a + ask_a
+        p_buy = ask_a / order_rate if order_rate > 0.0 else 0.0
 
         s = cfg.s0
         self._recentre(s)
@@ -291,7 +334,8 @@ class _SyntheticRun:
                     yield self._delta(ts, *delta)
             elif ts == next_order:
                 next_order = ts + self._wait(order_rate)
-                aggressor = Side.BUY if rng.random() < 0.5 else Side.SELL
+                aggressor = Side.BUY if rng.random() < p_buy else Side.SELL
+                k = ask_k if aggressor is Side.BUY else bid_k
                 yield from self._sweep(ts, aggressor, rng.expovariate(k))
             else:
                 next_refresh = ts + self._wait(cfg.refresh_rate)

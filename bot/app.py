@@ -10,6 +10,7 @@ import itertools
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ from strategies.base import Strategy
 from strategies.fixed_spread import FixedSpread, FixedSpreadParams
 from strategies.glft import GLFTAsymptotic, GLFTExact, GLFTExactParams, GLFTParams
 from strategies.health import HealthLimits, ModelHealth
+from strategies.intensity import HitCountEstimator, IntensityEstimator, TimeToFillEstimator
 from strategies.ladder import LadderParams
 from strategies.volatility import VolatilityEstimator
 
@@ -154,10 +156,51 @@ def build_engine(settings: Settings, rules: MarketRules, clock: Scheduler,
         on_status=on_status,
         decision_cache=time_invariant(settings),
         health=build_health(settings),
+        calibrator_factory=build_calibrator(settings, rules),
+        refit_ns=round(settings.model.refit_s * NS),
+        min_r2=settings.model.min_r2,
+        a_bounds=settings.model.a_bounds,
+        k_bounds=settings.model.k_bounds,
         health_action=settings.health.action,
         widen_factor=settings.health.widen_factor,
         pause_ns=round(settings.health.pause_s * NS),
     )
+
+
+def calibration_depths(tick: float, points: int, max_depth_ticks: float,
+                       half_spread: float) -> list[float]:
+    """Return virtual-order depths from the mid, in price, on the lattice where trades print.
+
+    With a spread of ``2·half_spread`` the touch is ``half_spread`` from the mid and deeper
+    levels follow every tick, so the grid is ``half_spread + j·step``. A grid off that lattice
+    would read the step function λ(δ) between levels and bias A by ``exp(k·offset)``.
+    """
+    step = max(1, round(max_depth_ticks / (points - 1)))
+    touch = max(round(2.0 * half_spread / tick), 1) * tick / 2.0
+    return [touch + tick * step * j for j in range(points)]
+
+
+CalibratorFactory = Callable[[float], IntensityEstimator]
+"""Build the online A/k estimator once the first book gives the spread (its depth grid)."""
+
+
+def build_calibrator(settings: Settings, rules: MarketRules) -> CalibratorFactory | None:
+    """Return a factory of the online A/k estimator, or None when calibration is off."""
+    m = settings.model
+    if m.calibrate == "off":
+        return None
+    window_ns = round(m.calibration_window_s * NS)
+    tick = rules.tick_size
+
+    def factory(half_spread: float) -> IntensityEstimator:
+        depths = calibration_depths(tick, m.depth_points, m.max_depth_ticks, half_spread)
+        if m.calibration_method == "hits":
+            return HitCountEstimator(depths=depths, interval_ns=100_000_000,
+                                     window_ns=window_ns)
+        return TimeToFillEstimator(depths=depths, start_interval_ns=1_000_000_000,
+                                   horizon_ns=1_000_000_000, window_ns=window_ns)
+
+    return factory
 
 
 def build_health(settings: Settings) -> ModelHealth | None:

@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     paper.add_argument("--out", type=Path, default=None, help="parent folder of run directories")
     paper.add_argument("--speed", type=_positive_float, default=1.0,
                        help="simulated market only: seconds of market per wall second")
+    paper.add_argument("--warmup", type=Path, action="append", default=[], metavar="PATH",
+                       help="seed the sigma/A/k estimators from a recording first")
     paper.add_argument("--json", action="store_true",
                        help="no status lines; print the summary as one JSON object")
     replay = sub.add_parser("replay", help="replay recorded feeds through the engine")
@@ -94,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--speed", choices=["max", "1"], default="max",
                         help="max: as fast as possible (default); 1: recorded pace")
     replay.add_argument("--out", type=Path, default=None, help="parent folder of run directories")
+    replay.add_argument("--warmup", type=Path, action="append", default=[], metavar="PATH",
+                        help="seed the sigma/A/k estimators from another recording first")
     replay.add_argument("--json", action="store_true", help="print one JSON object")
 
     record = sub.add_parser("record", help="record a venue's raw feed for replay")
@@ -107,6 +111,27 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--rotate-s", type=_positive_float, default=3600.0,
                         help="start a new part after this many seconds")
     record.add_argument("--json", action="store_true", help="print one JSON object")
+
+    cal = sub.add_parser("calibrate", help="estimate sigma, A and k from recorded feeds")
+    cal.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                     help="recordings (anything replay reads)")
+    cal.add_argument("--method", choices=["time-to-fill", "hits"], default="time-to-fill")
+    cal.add_argument("--venue", default=None, help="override the venue the files name")
+    cal.add_argument("--symbol", default=None, help="which market of a multi-symbol file")
+    cal.add_argument("--ticks", action="store_true",
+                     help="report prices in ticks (k in 1/tick, sigma in ticks/sqrt(s))")
+    cal.add_argument("--tick-size", type=_positive_float, default=None,
+                     help="tick size (default: inferred from the first snapshot)")
+    cal.add_argument("--depth-points", type=_positive_int, default=21)
+    cal.add_argument("--max-depth-ticks", type=_positive_float, default=50.0)
+    cal.add_argument("--horizon", type=_positive_float, default=1.0,
+                     help="time-to-fill censoring horizon, seconds")
+    cal.add_argument("--start", type=float, default=0.0,
+                     help="estimate from this many seconds after the first event")
+    cal.add_argument("--end", type=float, default=math.inf,
+                     help="estimate until this many seconds after the first event")
+    cal.add_argument("--plot", type=Path, default=None, help="write the fit plot (PNG)")
+    cal.add_argument("--json", action="store_true", help="print one JSON object")
 
     bench = sub.add_parser("bench", help="throughput and tick-to-quote latency of the pipeline")
     bench.add_argument("paths", nargs="*", type=Path, metavar="PATH",
@@ -156,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             summary = replay_command(args.paths, args.config, overrides, args.venue,
                                      args.symbol, None if args.speed == "max" else 1.0,
-                                     args.json)
+                                     args.json, args.warmup)
             if args.json:
                 _print_json(summary)
             else:
@@ -169,6 +194,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     args.rotate_mb, args.rotate_s)
             if args.json:
                 _print_json(result)
+            return EXIT_OK
+        if args.verb == "calibrate":
+            from bot.calibrate import CalibrationSetup, calibrate, plot_fits
+
+            setup = CalibrationSetup(method=args.method, depth_points=args.depth_points,
+                                     max_depth_ticks=args.max_depth_ticks,
+                                     horizon_s=args.horizon)
+            result, fits = calibrate(args.paths, setup, args.venue, args.symbol, args.ticks,
+                                     args.tick_size, args.start, args.end)
+            if args.plot is not None:
+                plot_fits(fits, result, args.plot)
+                result["plot"] = str(args.plot)
+            if args.json:
+                _print_json(result)
+            else:
+                sys.stdout.write(json.dumps(result, indent=2) + "\n")
+            if result["status"] != "ok":
+                raw_reasons = result.get("reasons")
+                reasons = [str(r) for r in raw_reasons] if isinstance(raw_reasons, list) else []
+                sys.stderr.write("mmbot: not enough data: " + "; ".join(reasons) + "\n")
             return EXIT_OK
         if args.verb == "bench":
             from bot.bench import bench_command
@@ -184,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             settings = _settings_for_paper(args)
             summary = run_paper(settings, duration_s=args.duration, json_output=args.json,
-                                speed=args.speed)
+                                speed=args.speed, warmup=args.warmup)
             if args.json:
                 _print_json(summary)
             return EXIT_OK

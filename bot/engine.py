@@ -60,6 +60,7 @@ from bot.portfolio import Portfolio
 from risk.gate import RiskContext, RiskGate
 from strategies.base import Strategy
 from strategies.health import ModelHealth
+from strategies.intensity import IntensityEstimator
 from strategies.volatility import VolatilityEstimator
 
 _INF = math.inf
@@ -144,6 +145,8 @@ class EngineStats:
     rejects: int = 0
     denials: Counter[str] = field(default_factory=Counter)
     health_warnings: Counter[str] = field(default_factory=Counter)
+    refits: int = 0
+    refits_rejected: int = 0
 
 
 class Engine:
@@ -169,6 +172,11 @@ class Engine:
         health_action: str = "warn",
         widen_factor: float = 1.5,
         pause_ns: int = 30 * 1_000_000_000,
+        calibrator_factory: Callable[[float], IntensityEstimator] | None = None,
+        refit_ns: int = 30 * 1_000_000_000,
+        min_r2: float = 0.5,
+        a_bounds: tuple[float, float] = (0.0, math.inf),
+        k_bounds: tuple[float, float] = (0.0, math.inf),
     ) -> None:
         self.symbol = symbol
         self.tick_size = tick_size
@@ -205,6 +213,13 @@ class Engine:
         self.intensity_a = model.intensity_a
         self.intensity_k = model.intensity_k
         self.intensity_fitted = False
+        self.calibrator: IntensityEstimator | None = None
+        self._calibrator_factory = calibrator_factory
+        self.refit_ns = refit_ns
+        self.min_r2 = min_r2
+        self.a_bounds = a_bounds
+        self.k_bounds = k_bounds
+        self._next_refit_ns = 0
         self._decision_key: tuple[Any, ...] | None = None
         self._decision_denials: list[str] = []
         self._order_epoch = 0
@@ -277,6 +292,15 @@ class Engine:
         if mid == mid:
             if self.sigma_estimator is not None:
                 self.sigma_estimator.update(ts, mid)
+            if self.calibrator is None and self._calibrator_factory is not None:
+                self.calibrator = self._calibrator_factory(book.spread / 2.0)
+            if self.calibrator is not None:
+                self.calibrator.update_mid(ts, mid)
+                if ts >= self._next_refit_ns:
+                    if self._next_refit_ns:
+                        self._refit(ts)
+                    else:  # the first fit waits a full refit period for data
+                        self._next_refit_ns = ts + self.refit_ns
             self._check_pnl(ts, self.portfolio.mark(mid))
         self._requote(ts, cacheable=True)
         if deep is not None and self._apply_book(deep, ts, True) and self._pending_change:
@@ -342,6 +366,8 @@ class Engine:
                                  price=trade.price, qty=trade.qty)
             return
         self.stats.trades += 1
+        if self.calibrator is not None:
+            self.calibrator.update_trade(trade)
         if self._sim_venue is not None:
             fills_before = self.stats.fills
             self._sim_venue.on_market(trade)
@@ -457,6 +483,75 @@ class Engine:
                 self.first_commands_ns = time.perf_counter_ns()
         if self.measure and not self.first_decision_ns:
             self.first_decision_ns = time.perf_counter_ns()
+
+    def _refit(self, ts: int) -> None:
+        """Re-fit A and k on the trailing window; use the fit only if it is sound."""
+        calibrator = self.calibrator
+        assert calibrator is not None
+        self._next_refit_ns = ts + self.refit_ns
+        fit = calibrator.fit(ts, "both")
+        a, k, r2 = fit.A, fit.k, fit.r2
+        low_a, high_a = self.a_bounds
+        low_k, high_k = self.k_bounds
+        if fit.status != "ok" or a is None or k is None or r2 is None:
+            reason = fit.reason
+        elif r2 < self.min_r2:
+            reason = f"R² {r2:.3f} below {self.min_r2}"
+        elif not (low_a <= a <= high_a and low_k <= k <= high_k):
+            reason = f"A={a:.4g}, k={k:.4g} outside the configured bounds"
+        else:
+            self.intensity_a, self.intensity_k = a, k
+            self.intensity_fitted = True
+            self.stats.refits += 1
+            if self.log is not None:
+                self.log.info("calibration_refit", A=round(a, 6), k=round(k, 6),
+                              r2=round(r2, 4), points=fit.points, hits=fit.hits)
+            return
+        self.stats.refits_rejected += 1
+        if self.log is not None:
+            using = "fit" if self.intensity_fitted else "configured"
+            self.log.info("calibration_not_used", reason=reason, using=using,
+                          A=self.intensity_a, k=self.intensity_k)
+
+    def warm_up(self, events: Iterable[MarketEvent], shift_ns: int = 0) -> int:
+        """Feed a recording to the estimators only (σ, A, k), before trading; return events.
+
+        ``shift_ns`` moves the recording's timestamps (so it ends just before the live feed
+        starts: estimators keep trailing windows and a fixed clock, and a gap of months would
+        read as a frozen market). No order is placed and nothing else changes: the book used
+        here is a scratch one.
+        """
+        scratch = OrderBook(self.symbol)
+        n = 0
+        last = 0
+        for event in events:
+            n += 1
+            ts = event.ts_local_ns + shift_ns
+            last = ts
+            if isinstance(event, BookSnapshot | BookDelta):
+                try:
+                    scratch.apply(event)
+                except DataError:
+                    continue
+                mid = scratch.mid
+                if scratch.valid and mid == mid:
+                    if self.sigma_estimator is not None:
+                        self.sigma_estimator.update(ts, mid)
+                    if self.calibrator is None and self._calibrator_factory is not None:
+                        self.calibrator = self._calibrator_factory(scratch.spread / 2.0)
+                    if self.calibrator is not None:
+                        self.calibrator.update_mid(ts, mid)
+            elif isinstance(event, Trade) and self.calibrator is not None:
+                self.calibrator.update_trade(replace(event, ts_local_ns=ts))
+            elif isinstance(event, BookInvalid):
+                scratch.invalidate(event.reason)
+        if self.calibrator is not None and n:
+            self._refit(last)
+        if self.log is not None:
+            est = self.sigma_estimator
+            self.log.info("warm_up_done", events=n, sigma_ready=bool(est and est.ready),
+                          intensity_fitted=self.intensity_fitted)
+        return n
 
     def _observe_health(self, ts: int, quotes: QuoteSet) -> None:
         health = self.health

@@ -13,7 +13,8 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from adapters.ccxt_feed import CcxtFeed
@@ -185,7 +186,7 @@ class PaperSession:
         self.run_tag = run_tag
         self.engine: Engine | None = None
 
-    async def run(self, duration_s: float | None) -> None:
+    async def run(self, duration_s: float | None, warmup: Sequence[Path] = ()) -> None:
         """Trade until ``duration_s`` elapses, the feed ends, or the task is cancelled."""
         settings, log = self.settings, self.log
         clock = WallClock()
@@ -193,6 +194,10 @@ class PaperSession:
         engine = build_engine(settings, rules, clock, self.journal, log,
                               on_status=self.on_status, run_tag=self.run_tag)
         _attach_sim_venue(engine, settings, clock)
+        if warmup:
+            from bot.replay import warm_up
+
+            warm_up(engine, warmup, time.time_ns())
         self.engine = engine
         log.info("paper_started", strategy=settings.strategy.kind, tick_size=rules.tick_size,
                  lot_size=rules.lot_size, max_inventory=settings.risk.max_inventory,
@@ -202,7 +207,7 @@ class PaperSession:
 
 
 def run_paper(settings: Settings, duration_s: float | None, json_output: bool = False,
-              speed: float = 1.0) -> dict[str, Any]:
+              speed: float = 1.0, warmup: Sequence[Path] = ()) -> dict[str, Any]:
     """Paper trade until ``duration_s`` elapses or Ctrl-C; return the summary.
 
     Prints a status line every ``run.status_interval_s`` seconds on stdout (unless
@@ -232,7 +237,7 @@ def run_paper(settings: Settings, duration_s: float | None, json_output: bool = 
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.add_signal_handler(sig, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
-            await session.run(duration_s)
+            await session.run(duration_s, warmup)
 
     try:
         asyncio.run(main())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,6 +195,35 @@ class ReplayResult:
     command_latencies_ns: list[int] = field(default_factory=list)
 
 
+def recorded_events(source: Source) -> Iterator[MarketEvent]:
+    """Yield the market events of a recording, through the venue's parsers."""
+    router = FrameRouter(source)
+    for frame in iter_frames(source.paths):
+        yield from router.events(frame)
+
+
+def last_timestamp(source: Source) -> int:
+    """Return the local receive time of the last frame of a recording."""
+    last = 0
+    for frame in iter_frames(source.paths):
+        last = frame.ts_local_ns or last
+    return last
+
+
+def warm_up(engine: Engine, paths: Sequence[Path], end_ns: int) -> int:
+    """Warm the engine's estimators on recordings, shifted to end just before ``end_ns``.
+
+    The recordings' own market is used; one of another symbol is allowed (a user may warm a
+    new market on a similar one) and logged.
+    """
+    source = resolve_source(paths, None, None)
+    if source.symbol != engine.symbol and engine.log is not None:
+        engine.log.warning("warm_up_other_market", recording=source.symbol,
+                           trading=engine.symbol)
+    shift = end_ns - 1 - last_timestamp(source)
+    return engine.warm_up(recorded_events(source), shift_ns=shift)
+
+
 def for_source(settings: Settings, source: Source) -> Settings:
     """Return ``settings`` with the market's venue and symbol set to the recording's."""
     market = settings.market.model_copy(update={"venue": source.venue, "symbol": source.symbol})
@@ -227,6 +256,7 @@ def run_replay(
     speed: float | None = None,
     measure_latency: bool = False,
     progress: Callable[[int, float], None] | None = None,
+    warmup: Sequence[Path] = (),
 ) -> ReplayResult:
     """Replay ``source`` through the engine; return the engine and counters.
 
@@ -247,6 +277,9 @@ def run_replay(
     engine = build_engine(settings, rules, clock, journal, log)
     venue = SimVenue(sim_venue_config(settings), clock, engine.on_order_event, engine.book)
     engine.attach_venue(venue, simulated=True)
+    if warmup:
+        first = next((f.ts_local_ns for f in iter_frames(source.paths) if f.ts_local_ns), 0)
+        warm_up(engine, warmup, first)
     router = FrameRouter(source)
     route = router.events
     step = engine.step
@@ -342,7 +375,7 @@ def _progress_bar(messages: int, fraction: float) -> None:
 
 def replay_command(paths: Sequence[Path], config: Path | None, overrides: dict[str, Any],
                    venue: str | None, symbol: str | None, speed: float | None,
-                   json_output: bool) -> dict[str, Any]:
+                   json_output: bool, warmup: Sequence[Path] = ()) -> dict[str, Any]:
     """The ``mmbot replay`` verb: resolve, run, write the run directory, return the summary."""
     source = resolve_source(paths, venue, symbol)
     market = {**overrides.pop("market", {}), "venue": source.venue, "symbol": source.symbol}
@@ -351,7 +384,7 @@ def replay_command(paths: Sequence[Path], config: Path | None, overrides: dict[s
     configure_logging("warning" if json_output else settings.run.log_level, run.log)
     show = sys.stderr.isatty() and not (json_output and not sys.stdout.isatty())
     result = run_replay(source, settings, run, speed=speed,
-                        progress=_progress_bar if show else None)
+                        progress=_progress_bar if show else None, warmup=warmup)
     if show:
         sys.stderr.write("\n")
     summary = replay_summary(result, source, settings, run)

@@ -98,7 +98,7 @@ class ModelSettings(_Section):
     calibrate: Literal["off", "online"] = Field(
         "off", description="online: re-fit A and k on a trailing window of the live feed"
     )
-    calibration_method: Literal["time-to-fill", "hits"] = "time-to-fill"
+    calibration_method: Literal["time-to-fill", "hits"] = "hits"
     refit_s: float = Field(30.0, gt=0, description="how often the online fit runs")
     calibration_window_s: float = Field(600.0, gt=0, description="trailing window of the fit")
     depth_points: int = Field(21, ge=2, le=200)

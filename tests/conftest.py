@@ -26,3 +26,11 @@ def _no_mmbot_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("MMBOT_") and name != "MMBOT_REQUIRE_SHARED_DATA":
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_logs() -> None:
+    """Keep structlog's default (print everything to stdout) out of test output."""
+    from bot.logs import configure_logging
+
+    configure_logging("error", None)

@@ -326,3 +326,61 @@ def test_reducing_state_quotes_only_the_side_that_reduces_inventory() -> None:
     assert engine.gate.state is RiskState.REDUCING
     sides = {order.side for order in engine.orders.orders.values()}
     assert sides == {Side.SELL}
+
+
+@pytest.mark.parametrize("method", ["hits", "time-to-fill"])
+def test_online_calibration_finds_the_simulated_market_parameters(method: str) -> None:
+    path = Path(__file__).parents[1] / "config" / "paper-sim.toml"
+    settings = load_settings(path, {
+        # Configured values far from the truth (A=5/s, k=50/price): the fit must replace them.
+        "model": {"intensity_a": 1.0, "intensity_k": 10.0, "calibrate": "online",
+                  "calibration_method": method, "refit_s": 30.0,
+                  "calibration_window_s": 1200.0, "max_depth_ticks": 10.0,
+                  "depth_points": 11},
+        "risk": {"max_loss": 1e9, "max_drawdown": 1e9},
+    }, environ={})
+    statuses: list[Any] = []
+    engine, _ = run_sim_virtual(settings, 1200.0, None, on_status=statuses.append)
+
+    assert engine.intensity_fitted
+    assert engine.stats.refits > 10
+    # Time-to-fill with a 1 s horizon sees the mid move (k and A biased low, see
+    # strategies.intensity); hit counting on the 100 ms clock is close to exact.
+    tolerance = 0.15 if method == "hits" else 0.5
+    assert engine.intensity_a == pytest.approx(5.0, rel=tolerance)
+    assert engine.intensity_k == pytest.approx(50.0, rel=tolerance)
+    assert not statuses[0].intensity_fitted and statuses[-1].intensity_fitted
+
+
+def test_warm_up_fills_the_estimators_before_trading(shared_data: Path) -> None:
+    from bot.replay import warm_up
+
+    settings = load_settings(None, {"market": {"venue": "binance-usdm", "symbol": "BTCUSDT"},
+                                    "model": {"calibrate": "online"}}, environ={})
+    clock = VirtualClock()
+    engine = build_engine(settings, MarketRules(0.1, 0.001), clock, None, log=None)
+    assert engine.sigma_estimator is not None and not engine.sigma_estimator.ready
+
+    n = warm_up(engine, [shared_data / "hftbacktest" / "usdm" / "btcusdt_20240808.gz"],
+                end_ns=2_000_000_000_000_000_000)
+
+    assert n > 20_000
+    assert engine.sigma_estimator.ready and engine.intensity_fitted
+    assert engine.stats.orders_sent == 0
+    assert engine.market_state(0).intensity_k == engine.intensity_k
+
+
+def test_health_pause_pulls_quotes_when_the_model_is_off() -> None:
+    path = Path(__file__).parents[1] / "config" / "paper-sim.toml"
+    # A forecast 100x too high: realised fills fall far short, every period.
+    settings = load_settings(path, {
+        "model": {"intensity_a": 500.0},
+        "health": {"interval_s": 20.0, "action": "pause", "pause_s": 15.0},
+        "risk": {"max_loss": 1e9, "max_drawdown": 1e9},
+    }, environ={})
+    statuses: list[Any] = []
+    engine, _ = run_sim_virtual(settings, 120.0, None, on_status=statuses.append)
+
+    assert engine.stats.health_warnings["fill_rate"] >= 2
+    paused = [s for s in statuses if s.book_valid and s.bid != s.bid]
+    assert paused, "quotes were pulled while paused"
