@@ -647,7 +647,9 @@ class Engine:
             elif kind is OrderCanceled:
                 changed = True
             if self.journal is not None:
-                self.journal.order_event(event, self.portfolio.position, self.portfolio.pnl)
+                mid = self.book.mid
+                self.journal.order_event(event, self.portfolio.position, self.portfolio.pnl,
+                                         mid if mid == mid else None)
         return changed
 
     def _on_fill(self, fill: OrderFilled) -> None:
@@ -700,7 +702,9 @@ class Engine:
         status = self.status(ts)
         if self.journal is not None:
             self.journal.mark(ts, status.mid, status.reservation, status.bid, status.ask,
-                              status.position, status.pnl, status.sigma, status.state.value)
+                              status.position, status.pnl, status.sigma, status.state.value,
+                              self.book.best_bid, self.book.best_ask, self.portfolio.fees,
+                              status.intensity_a, status.intensity_k)
         if self._on_status is not None:
             self._on_status(status)
 

@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS fills (
     seq INTEGER PRIMARY KEY, ts_ns INTEGER NOT NULL, client_order_id TEXT NOT NULL,
     side TEXT NOT NULL, price REAL NOT NULL, qty REAL NOT NULL, remaining_qty REAL NOT NULL,
     fee REAL NOT NULL, liquidity TEXT NOT NULL, trade_id TEXT,
-    position_after REAL NOT NULL, pnl_after REAL
+    position_after REAL NOT NULL, pnl_after REAL, mid REAL
 );
 CREATE TABLE IF NOT EXISTS risk_events (
     seq INTEGER PRIMARY KEY, ts_ns INTEGER NOT NULL, kind TEXT NOT NULL,
@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS risk_events (
 );
 CREATE TABLE IF NOT EXISTS marks (
     seq INTEGER PRIMARY KEY, ts_ns INTEGER NOT NULL, mid REAL, reservation REAL,
-    bid REAL, ask REAL, position REAL, pnl REAL, sigma REAL, state TEXT
+    bid REAL, ask REAL, position REAL, pnl REAL, sigma REAL, state TEXT,
+    best_bid REAL, best_ask REAL, fees REAL, intensity_a REAL, intensity_k REAL
 );
 """
 
@@ -86,12 +87,14 @@ class Journal:
             self._add("orders", (command.ts_ns, "cancel", command.client_order_id,
                                  command.symbol, None, None, None, None, None))
 
-    def order_event(self, event: OrderEvent, position: float = 0.0, pnl: float = 0.0) -> None:
-        """Record an order event; fills go to their own table with the position after them."""
+    def order_event(self, event: OrderEvent, position: float = 0.0, pnl: float = 0.0,
+                    mid: float | None = None) -> None:
+        """Record an order event; fills go to their own table with the position after them
+        and the mid at the fill (for spread capture and markouts)."""
         if isinstance(event, OrderFilled):
             self._add("fills", (event.ts_ns, event.client_order_id, event.side.name, event.price,
                                 event.qty, event.remaining_qty, event.fee, event.liquidity.value,
-                                event.trade_id, position, pnl))
+                                event.trade_id, position, pnl, mid))
         elif isinstance(event, OrderAccepted):
             self._add("order_events", (event.ts_ns, "accepted", event.client_order_id,
                                        event.venue_order_id, None))
@@ -116,9 +119,12 @@ class Journal:
                                       f"{event.detail}".strip()))
 
     def mark(self, ts_ns: int, mid: float, reservation: float, bid: float, ask: float,
-             position: float, pnl: float, sigma: float, state: str) -> None:
-        """Record a periodic mark (the status line's numbers) for reports."""
-        self._add("marks", (ts_ns, mid, reservation, bid, ask, position, pnl, sigma, state))
+             position: float, pnl: float, sigma: float, state: str, best_bid: float,
+             best_ask: float, fees: float, intensity_a: float, intensity_k: float) -> None:
+        """Record a periodic mark for reports: our quotes (``bid``/``ask``, NaN when a side is
+        not quoted), the market's touch, inventory, PnL (after fees), fees so far, σ, A, k."""
+        self._add("marks", (ts_ns, mid, reservation, bid, ask, position, pnl, sigma, state,
+                            best_bid, best_ask, fees, intensity_a, intensity_k))
 
     def flush(self) -> None:
         """Write buffered rows in one transaction."""
