@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--out", type=Path, default=None, help="parent folder of run directories")
     replay.add_argument("--warmup", type=Path, action="append", default=[], metavar="PATH",
                         help="seed the sigma/A/k estimators from another recording first")
+    replay.add_argument("--no-report", action="store_true",
+                        help="skip the HTML/PNG report (and --no-benchmark to skip the "
+                             "fixed-spread benchmark run)")
+    replay.add_argument("--no-benchmark", action="store_true",
+                        help="do not replay the fixed-spread benchmark after the strategy")
     replay.add_argument("--json", action="store_true", help="print one JSON object")
 
     record = sub.add_parser("record", help="record a venue's raw feed for replay")
@@ -132,6 +137,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="estimate until this many seconds after the first event")
     cal.add_argument("--plot", type=Path, default=None, help="write the fit plot (PNG)")
     cal.add_argument("--json", action="store_true", help="print one JSON object")
+
+    sweep = sub.add_parser("sweep", help="replay a grid of parameters over recordings")
+    sweep.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="recordings")
+    sweep.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
+                       help="a parameter and its values, e.g. gamma=0.01,0.1 (repeatable)")
+    sweep.add_argument("--config", type=Path, default=None, help="base TOML config")
+    sweep.add_argument("--workers", type=_positive_int, default=None,
+                       help="local processes (default: number of CPUs)")
+    sweep.add_argument("--ray", default=None, metavar="ADDRESS",
+                       help="run on a Ray cluster ('local' starts a local instance)")
+    sweep.add_argument("--metric", default="pnl", help="metric of the heatmap (default pnl)")
+    sweep.add_argument("--out", type=Path, default=None, help="parent folder of the results")
+    sweep.add_argument("--json", action="store_true", help="print one JSON object")
+
+    report = sub.add_parser("report", help="HTML + PNG report of a run directory")
+    report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
 
     bench = sub.add_parser("bench", help="throughput and tick-to-quote latency of the pipeline")
     bench.add_argument("paths", nargs="*", type=Path, metavar="PATH",
@@ -178,10 +199,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides = merge_overrides(
                 ("sim_venue.fill_model", args.fill_model),
                 ("run.out_dir", str(args.out) if args.out is not None else None),
+                ("benchmark.enabled", False if args.no_benchmark else None),
             )
             summary = replay_command(args.paths, args.config, overrides, args.venue,
                                      args.symbol, None if args.speed == "max" else 1.0,
-                                     args.json, args.warmup)
+                                     args.json, args.warmup, report=not args.no_report)
             if args.json:
                 _print_json(summary)
             else:
@@ -214,6 +236,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raw_reasons = result.get("reasons")
                 reasons = [str(r) for r in raw_reasons] if isinstance(raw_reasons, list) else []
                 sys.stderr.write("mmbot: not enough data: " + "; ".join(reasons) + "\n")
+            return EXIT_OK
+        if args.verb == "sweep":
+            from bot.sweep import sweep_command
+
+            if not args.grid:
+                parser.error("sweep needs at least one --grid NAME=V1,V2")
+            result = sweep_command(args.paths, args.grid, args.config, args.workers, args.ray,
+                                   args.metric, args.out)
+            text = json.dumps(result, default=str)
+            sys.stdout.write((text if args.json else json.dumps(result, indent=2, default=str))
+                             + "\n")
+            return EXIT_OK
+        if args.verb == "report":
+            from bot.report import report_command
+
+            path = report_command(args.run_dir)
+            sys.stdout.write(f"{path}\n")
             return EXIT_OK
         if args.verb == "bench":
             from bot.bench import bench_command

@@ -31,6 +31,10 @@ class ConfigError(MmbotError):
         self.field = field
         self.message = message
 
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[str, str]]:
+        # Rebuild from both fields: errors cross process boundaries (sweeps on a pool).
+        return (type(self), (self.field, self.message))
+
 
 class DataError(MmbotError):
     """Market data that cannot be applied: NaN or negative values, a crossed book."""

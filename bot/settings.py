@@ -29,7 +29,7 @@ ENV_PREFIX = "MMBOT_"
 
 # Environment variables with our prefix that are not settings (test switches, secrets read
 # elsewhere); everything else under MMBOT_ must name a field.
-NON_SETTING_ENV = frozenset({"MMBOT_REQUIRE_SHARED_DATA", "MMBOT_LOG_LEVEL_OVERRIDE"})
+NON_SETTING_ENV = frozenset({"MMBOT_REQUIRE_SHARED_DATA", "MMBOT_REQUIRE_RAY"})
 
 
 class _Section(BaseModel):
@@ -183,6 +183,15 @@ class SimMarketSettings(_Section):
     seed: int = 1
 
 
+class BenchmarkSettings(_Section):
+    """The fixed-spread benchmark replayed on the same data after the strategy."""
+
+    enabled: bool = True
+    half_spread_ticks: float | None = Field(
+        None, gt=0, description="default: half the strategy's average quoted spread"
+    )
+
+
 class RunSettings(_Section):
     """Where a run writes its outputs and how it talks."""
 
@@ -212,6 +221,7 @@ class Settings(BaseSettings):
     sim_venue: SimVenueSettings = SimVenueSettings()
     sim_market: SimMarketSettings = SimMarketSettings()
     health: HealthSettings = HealthSettings()
+    benchmark: BenchmarkSettings = BenchmarkSettings()
     run: RunSettings = RunSettings()
     api_key: SecretStr | None = Field(None, exclude=True)
     api_secret: SecretStr | None = Field(None, exclude=True)

@@ -24,7 +24,8 @@ def shared_data() -> Path:
 def _no_mmbot_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep a developer's MMBOT_* settings out of the tests (except the data switch)."""
     for name in list(os.environ):
-        if name.startswith("MMBOT_") and name != "MMBOT_REQUIRE_SHARED_DATA":
+        if name.startswith("MMBOT_") and name not in ("MMBOT_REQUIRE_SHARED_DATA",
+                                                      "MMBOT_REQUIRE_RAY"):
             monkeypatch.delenv(name)
 
 
