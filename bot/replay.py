@@ -37,10 +37,10 @@ from bot.clock import VirtualClock
 from bot.engine import Engine
 from bot.errors import ConfigError, DataError
 from bot.events import BookDelta, BookSnapshot, MarketEvent
-from bot.journal import Journal
+from bot.journal import Journal, read_table
 from bot.logs import configure_logging, get_logger
 from bot.paper import sim_venue_config
-from bot.settings import Settings, load_settings
+from bot.settings import Settings, load_settings, snapshot
 
 NS = 1_000_000_000
 
@@ -373,9 +373,50 @@ def _progress_bar(messages: int, fraction: float) -> None:
     sys.stderr.flush()
 
 
+def average_quoted_spread(run: RunDir) -> float | None:
+    """Return the mean of our quoted spread (ask − bid) over the marks with both sides live."""
+    rows = read_table(run.journal, "marks")
+    spreads = [ask - bid for *_, bid, ask in (r[:6] for r in rows)
+               if bid is not None and ask is not None and ask == ask and bid == bid]
+    return sum(spreads) / len(spreads) if spreads else None
+
+
+def benchmark_settings(settings: Settings, half_spread_ticks: float) -> Settings:
+    """Return ``settings`` with the strategy replaced by the fixed-spread benchmark.
+
+    Everything else (ladder and order size, risk limits, fill model, latency, fees) is the
+    strategy's, so the comparison isolates the quoting model.
+    """
+    strategy = settings.strategy.model_copy(update={
+        "kind": "fixed_spread", "half_spread_ticks": half_spread_ticks,
+        "half_spread_bps": None})
+    health = settings.health.model_copy(update={"action": "warn"})
+    return settings.model_copy(update={"strategy": strategy, "health": health})
+
+
+def run_benchmark(source: Source, settings: Settings, run: RunDir,
+                  rules_tick: float) -> dict[str, Any] | None:
+    """Replay the fixed-spread benchmark into ``run/benchmark``; return its summary."""
+    half_ticks = settings.benchmark.half_spread_ticks
+    if half_ticks is None:
+        spread = average_quoted_spread(run)
+        if spread is None or not spread > 0:
+            return None
+        half_ticks = max(spread / 2.0 / rules_tick, 0.5)
+    bench_settings = benchmark_settings(settings, half_ticks)
+    bench_run = RunDir(run.path / "benchmark")
+    bench_run.path.mkdir()
+    bench_run.write_json("config.json", snapshot(bench_settings))
+    result = run_replay(source, bench_settings, bench_run)
+    summary = replay_summary(result, source, bench_settings, bench_run)
+    summary["half_spread_ticks"] = half_ticks
+    return summary
+
+
 def replay_command(paths: Sequence[Path], config: Path | None, overrides: dict[str, Any],
                    venue: str | None, symbol: str | None, speed: float | None,
-                   json_output: bool, warmup: Sequence[Path] = ()) -> dict[str, Any]:
+                   json_output: bool, warmup: Sequence[Path] = (),
+                   report: bool = True) -> dict[str, Any]:
     """The ``mmbot replay`` verb: resolve, run, write the run directory, return the summary."""
     source = resolve_source(paths, venue, symbol)
     market = {**overrides.pop("market", {}), "venue": source.venue, "symbol": source.symbol}
@@ -388,5 +429,20 @@ def replay_command(paths: Sequence[Path], config: Path | None, overrides: dict[s
     if show:
         sys.stderr.write("\n")
     summary = replay_summary(result, source, settings, run)
+    if settings.benchmark.enabled:
+        bench = run_benchmark(source, settings, run, result.engine.tick_size)
+        if bench is not None:
+            summary["benchmark"] = {k: bench[k] for k in (
+                "pnl", "fills", "orders_sent", "final_inventory", "realised", "fees",
+                "half_spread_ticks") if k in bench}
+            run.write_json("summary.json", summary)
+    if report:
+        from bot.report import write_report
+
+        bench_dir = run.path / "benchmark"
+        path = write_report(run.path, bench_dir if bench_dir.is_dir() else None)
+        summary["report"] = str(path)
+        run.write_json("summary.json", summary)
+        sys.stderr.write(f"report: {path}\n")
     sys.stderr.write(f"run directory: {run.path}\n")
     return summary

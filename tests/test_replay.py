@@ -19,7 +19,7 @@ from bot.replay import replay_summary, resolve_source, run_replay
 from bot.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
-VOLATILE = {"elapsed_s", "messages_per_s", "run_dir", "files"}
+VOLATILE = {"elapsed_s", "messages_per_s", "run_dir", "files", "report"}
 
 
 def replay_json(*args: str, tmp_path: Path) -> dict[str, Any]:
