@@ -220,6 +220,7 @@ class Engine:
         self.a_bounds = a_bounds
         self.k_bounds = k_bounds
         self._next_refit_ns = 0
+        self._journaled_mid = _NAN
         self._decision_key: tuple[Any, ...] | None = None
         self._decision_denials: list[str] = []
         self._order_epoch = 0
@@ -292,6 +293,9 @@ class Engine:
         if mid == mid:
             if self.sigma_estimator is not None:
                 self.sigma_estimator.update(ts, mid)
+            if self.journal is not None and mid != self._journaled_mid:
+                self._journaled_mid = mid
+                self.journal.mid(ts, mid)
             if self.calibrator is None and self._calibrator_factory is not None:
                 self.calibrator = self._calibrator_factory(book.spread / 2.0)
             if self.calibrator is not None:

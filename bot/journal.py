@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS risk_events (
     seq INTEGER PRIMARY KEY, ts_ns INTEGER NOT NULL, kind TEXT NOT NULL,
     state TEXT, reason TEXT, detail TEXT
 );
+CREATE TABLE IF NOT EXISTS mids (
+    seq INTEGER PRIMARY KEY, ts_ns INTEGER NOT NULL, mid REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS marks (
     seq INTEGER PRIMARY KEY, ts_ns INTEGER NOT NULL, mid REAL, reservation REAL,
     bid REAL, ask REAL, position REAL, pnl REAL, sigma REAL, state TEXT,
@@ -66,7 +69,8 @@ class Journal:
         self._db.executescript(_SCHEMA)
         self._seq = 0
         self._rows: dict[str, list[tuple[Any, ...]]] = {
-            "orders": [], "order_events": [], "fills": [], "risk_events": [], "marks": []
+            "orders": [], "order_events": [], "fills": [], "risk_events": [], "marks": [],
+            "mids": [],
         }
         self._pending = 0
 
@@ -126,6 +130,10 @@ class Journal:
         self._add("marks", (ts_ns, mid, reservation, bid, ask, position, pnl, sigma, state,
                             best_bid, best_ask, fees, intensity_a, intensity_k))
 
+    def mid(self, ts_ns: int, mid: float) -> None:
+        """Record a change of the mid (exact markouts need the path between marks)."""
+        self._add("mids", (ts_ns, mid))
+
     def flush(self) -> None:
         """Write buffered rows in one transaction."""
         if not self._pending:
@@ -146,7 +154,7 @@ class Journal:
 
 def read_table(path: Path, table: str) -> list[tuple[Any, ...]]:
     """Return every row of ``table`` in ``seq`` order (for tests and reports)."""
-    if table not in {"orders", "order_events", "fills", "risk_events", "marks"}:
+    if table not in {"orders", "order_events", "fills", "risk_events", "marks", "mids"}:
         raise ValueError(f"unknown journal table: {table}")
     with sqlite3.connect(path) as db:
         return list(db.execute(f"SELECT * FROM {table} ORDER BY seq"))

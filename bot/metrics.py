@@ -7,10 +7,10 @@ currency, sizes in base units, time in seconds unless a name says otherwise.
 Conventions used throughout:
 
 * ``sign`` is +1 for a buy fill and -1 for a sell fill (``bot.events.Side``).
-* The mid at time ``t`` is the last observation at or before ``t`` of the mid path: the
-  periodic marks plus the mid journaled with every fill (so a markout never looks at a mid
-  from before its fill). Marks are written every ``run.status_interval_s``, so horizons
-  shorter than that interval are only as fine as the fills around them.
+* The mid at time ``t`` is the last observation at or before ``t`` of the mid path: every
+  journaled change of the mid (exact), plus the periodic marks and the mid journaled with
+  every fill; journals without mid changes fall back on the marks and fills, so horizons
+  shorter than ``run.status_interval_s`` are then only as fine as the fills around them.
 * The marks are the fixed clock for Sharpe, drawdown and the inventory statistics; each mark is
   written at the first event on or after its scheduled tick, hence a little late (see
   ``on_clock``).
@@ -207,6 +207,8 @@ class RunData:
     config: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     duplicate_fills: int = 0
+    mid_changes: tuple[IntArray, IntArray, FloatArray] | None = None
+    """(seq, ts_ns, mid) of every change of the mid, when the journal has them."""
 
 
 _MARK_COLUMNS = ("seq", "ts_ns", "mid", "reservation", "bid", "ask", "position", "pnl",
@@ -236,6 +238,7 @@ def load_run(run_dir: Path) -> RunData:
         o = _select(db, "orders", ("ts_ns", "kind", "side", "price", "qty", "client_order_id"))
         e = _select(db, "order_events", ("ts_ns", "kind", "client_order_id"))
         r = _select(db, "risk_events", ("ts_ns", "kind", "state", "reason"))
+        mc = _select(db, "mids", ("seq", "ts_ns", "mid"))
     f, duplicates = _dedupe_fills(f)
     marks = Marks(
         seq=_ints(m["seq"]), ts_ns=_ints(m["ts_ns"]), mid=_floats(m["mid"]),
@@ -261,8 +264,11 @@ def load_run(run_dir: Path) -> RunData:
                          client_order_id=_strs(e["client_order_id"]))
     risk = RiskEvents(ts_ns=_ints(r["ts_ns"]), kind=_strs(r["kind"]), state=_strs(r["state"]),
                       reason=_strs(r["reason"]))
+    changes = ((_ints(mc["seq"]), _ints(mc["ts_ns"]), _floats(mc["mid"]))
+               if mc["seq"] else None)
     return RunData(path=run_dir, marks=marks, fills=fills, orders=orders, events=events,
-                   risk=risk, config=config, summary=summary, duplicate_fills=duplicates)
+                   risk=risk, config=config, summary=summary, duplicate_fills=duplicates,
+                   mid_changes=changes)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -385,11 +391,18 @@ class MidPath:
 
 
 def mid_path(run: RunData) -> MidPath:
-    """Return the mid path of a run: the marks plus the mid journaled at each fill."""
+    """Return the mid path of a run: every journaled change of the mid when there are any,
+    plus the marks and the mid journaled at each fill."""
     m, f = run.marks, run.fills
-    ts = np.concatenate([m.ts_ns, f.ts_ns])
-    seq = np.concatenate([m.seq, f.seq])
-    mid = np.concatenate([m.mid, f.mid])
+    parts_ts, parts_seq, parts_mid = [m.ts_ns, f.ts_ns], [m.seq, f.seq], [m.mid, f.mid]
+    if run.mid_changes is not None:
+        seq_c, ts_c, mid_c = run.mid_changes
+        parts_ts.append(ts_c)
+        parts_seq.append(seq_c)
+        parts_mid.append(mid_c)
+    ts = np.concatenate(parts_ts)
+    seq = np.concatenate(parts_seq)
+    mid = np.concatenate(parts_mid)
     order = np.lexsort((seq, ts))
     ts, mid = ts[order], mid[order]
     ok = np.isfinite(mid)

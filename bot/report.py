@@ -536,7 +536,8 @@ def _markouts(run: RunData, bench: RunData | None) -> Figure:
             ax.axhline(at_fill, color="black", linestyle="-.", linewidth=1.0,
                        label=f"strategy at the fill: spread capture {at_fill:.3g} bps")
         interval = run.config.get("run", {}).get("status_interval_s")
-        if isinstance(interval, int | float) and interval > 0:
+        if run.mid_changes is None and isinstance(interval, int | float) and interval > 0:
+            # Without the journaled mid changes, horizons under the mark clock are coarse.
             ax.axvline(float(interval), color="grey", linestyle=":", linewidth=1.0,
                        label=f"mark interval ({interval:g} s): shorter horizons are coarse")
         _legend(ax, loc="best")
