@@ -343,3 +343,21 @@ def test_repeated_fill_with_the_same_trade_id_counts_once(tmp_path: Path) -> Non
     assert data.duplicate_fills == 1
     assert m["fills"] == 1
     assert m["final_inventory"] == 1.0
+
+
+def test_markouts_use_every_journaled_mid_change_between_marks(tmp_path: Path) -> None:
+    run = RunBuilder(tmp_path / "run")
+    run.marks([0, 1], [100.0, 100.0])
+    run.fill(1.0, "b1", Side.BUY, 99.95, 1.0, mid=100.0)
+    run.journal.mid(ts(1.05), 99.9)  # the adverse move 50 ms after the fill
+    run.journal.mid(ts(1.4), 100.2)
+    run.marks([2, 3], [100.2, 100.2])
+
+    m = run.metrics()
+
+    # At 1.1 s the mid is the 1.05 s change; without the mid table it would still be 100.0.
+    from bot.metrics import load_run, markout
+
+    unit = markout(load_run(run.path), 0.1).unit
+    assert unit.tolist() == pytest.approx([99.9 - 99.95])
+    assert m["markout_1s"] == pytest.approx(100.2 - 99.95)
