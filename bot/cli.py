@@ -84,6 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seed the sigma/A/k estimators from a recording first")
     paper.add_argument("--json", action="store_true",
                        help="no status lines; print the summary as one JSON object")
+    live = sub.add_parser("live", help="trade real money through ccxt (needs --confirm-live)")
+    live.add_argument("--venue", required=True, help="binance|binance-usdm|coinbase|bybit|okx|"
+                                                     "kraken|ccxt:<id>")
+    live.add_argument("--symbol", required=True, help="symbol in the venue's notation")
+    live.add_argument("--config", type=Path, required=True, help="TOML config file")
+    live.add_argument("--confirm-live", action="store_true",
+                      help="required: confirms that real orders may be sent")
+    live.add_argument("--dry-run", action="store_true",
+                      help="run everything, send nothing, log the orders it would send")
+    live.add_argument("--duration", type=_positive_float, default=None,
+                      help="stop after this many seconds (default: until Ctrl-C)")
+    live.add_argument("--out", type=Path, default=None, help="parent folder of run directories")
+    live.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
     replay = sub.add_parser("replay", help="replay recorded feeds through the engine")
     replay.add_argument("paths", nargs="+", type=Path, metavar="PATH",
                         help="recordings (ours, hftbacktest raw Binance, cryptofeed sessions); "
@@ -192,6 +206,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from bot.simulate import format_table
 
                 sys.stdout.write(format_table(result) + "\n")
+            return EXIT_OK
+        if args.verb == "live":
+            from bot.live import run_live
+
+            settings = load_settings(args.config, merge_overrides(
+                ("market.venue", args.venue), ("market.symbol", args.symbol),
+                ("run.out_dir", str(args.out) if args.out is not None else None)))
+            summary = run_live(settings, confirm_live=args.confirm_live, dry_run=args.dry_run,
+                               duration_s=args.duration, json_output=args.json)
+            if args.json:
+                _print_json(summary)
             return EXIT_OK
         if args.verb == "replay":
             from bot.replay import replay_command

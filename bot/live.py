@@ -1,0 +1,230 @@
+"""Live trading: the public feed drives the engine, orders go to the venue through ccxt.
+
+Money safety, in order:
+
+1. ``mmbot live`` refuses to start without ``--confirm-live`` (``--dry-run`` runs everything
+   but sends nothing and logs the orders it would send, so it needs no confirmation);
+2. API keys come from the environment only (``MMBOT_API_KEY``, ``MMBOT_API_SECRET``) as
+   secrets: never logged, never written to the run directory or reports;
+3. a start-up summary of the limits is shown before the first order;
+4. at start, open orders of ours (the client order id prefix) left by an earlier run are
+   cancelled and the venue is asked to confirm none remain;
+5. on stop, SIGINT/SIGTERM, kill-switch or a fatal error: cancel everything, then confirm with
+   the venue that nothing of ours is still open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from functools import partial
+from typing import Any
+
+from adapters.ccxt_exec import CcxtExecution
+from bot.app import MarketRules, build_engine, format_status, make_run_dir, run_summary, run_tag_now
+from bot.clock import WallClock
+from bot.engine import Engine, Status
+from bot.errors import ConfigError, MmbotError, SafetyError
+from bot.events import OrderEvent
+from bot.journal import Journal
+from bot.logs import close_logging, configure_logging, get_logger
+from bot.settings import Settings
+
+NS = 1_000_000_000
+
+# Our venue names -> ccxt exchange ids.
+CCXT_IDS = {
+    "binance": "binance",
+    "binance-usdm": "binanceusdm",
+    "binance-coinm": "binancecoinm",
+    "coinbase": "coinbase",
+    "bybit": "bybit",
+    "bybit-spot": "bybit",
+    "okx": "okx",
+    "kraken": "kraken",
+}
+
+
+def ccxt_id(venue: str) -> str:
+    """Return the ccxt exchange id for one of our venue names (or ``ccxt:<id>``)."""
+    if venue.startswith("ccxt:"):
+        return venue.removeprefix("ccxt:")
+    try:
+        return CCXT_IDS[venue]
+    except KeyError as exc:
+        raise ConfigError("market.venue", f"no live execution for venue {venue!r}") from exc
+
+
+def check_safety(settings: Settings, confirm_live: bool, dry_run: bool) -> None:
+    """Refuse to trade real money unless the user said so and the keys are in place.
+
+    Raises:
+        SafetyError: ``--confirm-live`` missing, or the keys are not in the environment.
+    """
+    if dry_run:
+        return
+    if not confirm_live:
+        raise SafetyError("live trading moves real money: add --confirm-live (or --dry-run "
+                          "to run everything without sending orders)")
+    if settings.api_key is None or settings.api_secret is None:
+        raise SafetyError("API keys are read from the environment only: set MMBOT_API_KEY and "
+                          "MMBOT_API_SECRET")
+
+
+def limits_summary(settings: Settings, rules: MarketRules, dry_run: bool) -> str:
+    """Return the start-up summary of what the bot may do, shown before the first order."""
+    r, lad = settings.risk, settings.strategy.ladder
+    mode = "DRY RUN (nothing is sent)" if dry_run else "LIVE: real orders"
+    return (
+        f"{mode} on {settings.market.venue} {settings.market.symbol}\n"
+        f"  strategy {settings.strategy.kind}, {lad.levels} level(s) of {lad.order_qty} per side\n"
+        f"  inventory cap {r.max_inventory}, max order size {r.max_order_qty}, "
+        f"max notional {r.max_order_notional}\n"
+        f"  loss limit {r.max_loss}, max drawdown {r.max_drawdown}, "
+        f"order rate {r.max_orders_per_s}/s\n"
+        f"  tick {rules.tick_size}, lot {rules.lot_size}\n"
+    )
+
+
+def make_exchange(settings: Settings, exchange_id: str) -> Any:
+    """Return a ccxt pro exchange with the keys from the environment (never logged)."""
+    import ccxt.pro
+
+    try:
+        cls = getattr(ccxt.pro, exchange_id)
+    except AttributeError as exc:
+        raise ConfigError("market.venue", f"ccxt has no exchange {exchange_id!r}") from exc
+    config: dict[str, Any] = {"enableRateLimit": True}
+    if settings.api_key is not None and settings.api_secret is not None:
+        config["apiKey"] = settings.api_key.get_secret_value()
+        config["secret"] = settings.api_secret.get_secret_value()
+    return cls(config)
+
+
+async def unified_symbol(exchange: Any, native: str) -> tuple[str, MarketRules]:
+    """Return ccxt's unified symbol for a venue-native one and the market's tick and lot."""
+    from adapters.ccxt_feed import market_rules
+
+    markets = await exchange.load_markets()
+    market = markets.get(native)
+    if market is None:
+        candidates = exchange.markets_by_id.get(native.replace("/", "").replace("-", "")) or []
+        market = candidates[0] if candidates else None
+    if market is None:
+        raise ConfigError("market.symbol", f"{exchange.id} has no market {native!r}")
+    tick, lot = market_rules(market, exchange.precisionMode)
+    return str(market["symbol"]), MarketRules(tick, lot)
+
+
+class LiveSession:
+    """One live (or dry-run) session: reconcile, trade, and leave nothing behind."""
+
+    def __init__(self, settings: Settings, exchange: Any, journal: Journal | None, log: Any,
+                 *, dry_run: bool, on_status: Any = None, run_tag: str = "") -> None:
+        self.settings = settings
+        self.exchange = exchange
+        self.journal = journal
+        self.log = log
+        self.dry_run = dry_run
+        self.on_status = on_status
+        self.run_tag = run_tag
+        self.engine: Engine | None = None
+        self.execution: CcxtExecution | None = None
+        self.left_open = 0
+
+    async def run(self, source: Any, rules: MarketRules, ccxt_symbol: str,
+                  duration_s: float | None) -> None:
+        """Trade ``source`` (market events) until it ends, ``duration_s`` or cancellation."""
+        settings, log = self.settings, self.log
+        clock = WallClock()
+        engine = build_engine(settings, rules, clock, self.journal, log,
+                              on_status=self.on_status, run_tag=self.run_tag)
+        self.engine = engine
+
+        def deliver(event: OrderEvent) -> None:
+            # Order events join the engine's queue: applied in order, on its consumer.
+            clock.call_at(clock.now_ns(), partial(engine.on_order_event, event))
+
+        prefix = settings.orders.client_id_prefix
+        execution = CcxtExecution(self.exchange, ccxt_symbol, deliver, prefix=prefix,
+                                  dry_run=self.dry_run, log=log)
+        self.execution = execution
+        engine.attach_venue(execution, simulated=False)
+        if not self.dry_run:
+            left = await execution.cancel_all_and_confirm()
+            if left:
+                raise MmbotError(f"{left} orders of an earlier run are still open at the "
+                                 "venue after cancelling: not starting")
+        fills = None if self.dry_run else asyncio.create_task(
+            execution.watch_fills(), name=f"fills:{ccxt_symbol}")
+        try:
+            await engine.run_wall(source, duration_s)
+        finally:
+            if fills is not None:
+                fills.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await fills
+            if not self.dry_run:
+                with contextlib.suppress(Exception):
+                    await execution.poll_fills()
+                self.left_open = await execution.cancel_all_and_confirm()
+                if self.left_open and log is not None:
+                    log.error("orders_left_open", count=self.left_open)
+
+
+def run_live(settings: Settings, *, confirm_live: bool, dry_run: bool,
+             duration_s: float | None, json_output: bool = False) -> dict[str, Any]:
+    """The ``mmbot live`` verb."""
+    check_safety(settings, confirm_live, dry_run)
+    exchange_id = ccxt_id(settings.market.venue)
+    run = make_run_dir(settings, "live-dry-run" if dry_run else "live")
+    configure_logging("warning" if json_output else settings.run.log_level, run.log)
+    log = get_logger(venue=settings.market.venue, symbol=settings.market.symbol,
+                     mode="dry-run" if dry_run else "live")
+
+    def show(status: Status) -> None:
+        if not json_output:
+            sys.stdout.write(format_status(status) + "\n")
+            sys.stdout.flush()
+
+    journal = Journal(run.journal)
+    exchange = make_exchange(settings, exchange_id)
+    session = LiveSession(settings, exchange, journal, log, dry_run=dry_run, on_status=show,
+                          run_tag=run_tag_now())
+    start_ns = time.time_ns()
+
+    async def main() -> None:
+        from bot.paper import open_source
+
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        if task is not None:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, task.cancel)
+        try:
+            symbol, rules = await unified_symbol(exchange, settings.market.symbol)
+            sys.stderr.write(limits_summary(settings, rules, dry_run))
+            _, source = await open_source(settings, duration_s, log)
+            with contextlib.suppress(asyncio.CancelledError):
+                await session.run(source, rules, symbol, duration_s)
+        finally:
+            await exchange.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        journal.close()
+    engine = session.engine
+    if engine is None:
+        raise MmbotError("live trading stopped before the market data started")
+    summary = {**run_summary(engine, settings, "dry-run" if dry_run else "live"),
+               "started_ns": start_ns, "ended_ns": time.time_ns(),
+               "orders_left_open_at_venue": session.left_open, "run_dir": str(run.path)}
+    run.write_json("summary.json", summary)
+    close_logging()
+    sys.stderr.write(f"run directory: {run.path}\n")
+    return summary
