@@ -30,19 +30,18 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from bisect import bisect_left, insort
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from adapters.feed import FeedStats, Resync
+from adapters.textbook import TextBookSide
 from bot.events import (
     NS_PER_SECOND,
     BookDelta,
     BookInvalid,
     BookSnapshot,
-    Level,
     MarketEvent,
     Side,
     Trade,
@@ -143,61 +142,6 @@ def _epoch_s_ns(text: str) -> int:
     return int(whole) * NS_PER_SECOND + int((fraction + "000000000")[:9])
 
 
-class _DigitSide:
-    """One side of the parser's own book, truncated to the subscribed depth.
-
-    Keys are signed prices as in ``bot.book`` (``price`` for bids, ``-price`` for asks), so on
-    both sides the best level is the last key of the ascending list and the worst levels, the
-    ones truncation removes, are at the front. Each level keeps its checksum digits (price then
-    quantity) and the quantity as a float.
-    """
-
-    __slots__ = ("keys", "levels", "sign")
-
-    def __init__(self, sign: float) -> None:
-        self.sign = sign
-        self.keys: list[float] = []
-        self.levels: dict[float, tuple[str, float]] = {}
-
-    def clear(self) -> None:
-        self.keys.clear()
-        self.levels.clear()
-
-    def set(self, price: float, digits: str, qty: float) -> None:
-        """Set a level's absolute quantity; 0 removes it (a missing level is fine)."""
-        key = self.sign * price
-        if qty == 0.0:
-            if self.levels.pop(key, None) is not None:
-                del self.keys[bisect_left(self.keys, key)]
-            return
-        if key not in self.levels:
-            insort(self.keys, key)
-        self.levels[key] = (digits, qty)
-
-    def truncate(self, depth: int) -> list[float]:
-        """Drop the levels beyond ``depth``; return their prices."""
-        excess = len(self.keys) - depth
-        if excess <= 0:
-            return []
-        dropped = self.keys[:excess]
-        del self.keys[:excess]
-        for key in dropped:
-            del self.levels[key]
-        sign = self.sign
-        return [sign * key for key in dropped]
-
-    def top_digits(self, n: int) -> list[str]:
-        """Return up to ``n`` best levels as checksum digits, best first."""
-        levels = self.levels
-        return [levels[key][0] for key in self.keys[-1 : -n - 1 : -1]]
-
-    def all_levels(self) -> tuple[Level, ...]:
-        """Return every level as ``(price, qty)``, best first."""
-        sign = self.sign
-        levels = self.levels
-        return tuple((sign * key, levels[key][1]) for key in reversed(self.keys))
-
-
 # One parsed level: (price, checksum digits of price and qty, qty).
 _WireLevel = tuple[float, str, float]
 
@@ -224,8 +168,8 @@ class _CheckedBook:
     def __init__(self, symbol: str, stats: FeedStats) -> None:
         self.symbol = symbol
         self.stats = stats
-        self.bids = _DigitSide(float(Side.BUY))
-        self.asks = _DigitSide(float(Side.SELL))
+        self.bids = TextBookSide(float(Side.BUY))
+        self.asks = TextBookSide(float(Side.SELL))
         self.synced = False
         self.resync = Resync.NONE
         self.checksums_verified = 0
@@ -238,7 +182,7 @@ class _CheckedBook:
 
     def checksum(self) -> int:
         return kraken_checksum(
-            self.asks.top_digits(CHECKSUM_LEVELS), self.bids.top_digits(CHECKSUM_LEVELS)
+            self.asks.top_text(CHECKSUM_LEVELS), self.bids.top_text(CHECKSUM_LEVELS)
         )
 
     def snapshot(

@@ -34,11 +34,11 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from bisect import bisect_left, insort
 from typing import Any
 
 from adapters.feed import FeedStats, Resync
-from bot.events import BookDelta, BookInvalid, BookSnapshot, Level, MarketEvent, Side, Trade
+from adapters.textbook import TextBookSide
+from bot.events import BookDelta, BookInvalid, BookSnapshot, MarketEvent, Side, Trade
 
 OKX_PUBLIC_WS_URL = "wss://ws.okx.com:8443/ws/v5/public"
 """The public websocket endpoint (market data, no login)."""
@@ -94,49 +94,6 @@ def okx_checksum(bids: list[str], asks: list[str]) -> int:
             parts.append(asks[i])
     value = zlib.crc32(":".join(parts).encode())
     return value - (1 << 32) if value >= 1 << 31 else value
-
-
-class _TextSide:
-    """One side of the parser's own book: levels keyed by signed price, keeping the wire text.
-
-    As in ``bot.book``, the key is ``price`` for bids and ``-price`` for asks, so the best level
-    is the last key of the ascending list on both sides and changes near the touch shift little.
-    Each level keeps ``"price:size"`` exactly as last received (for the checksum) and the size
-    as a float (for events).
-    """
-
-    __slots__ = ("keys", "levels", "sign")
-
-    def __init__(self, sign: float) -> None:
-        self.sign = sign
-        self.keys: list[float] = []
-        self.levels: dict[float, tuple[str, float]] = {}
-
-    def clear(self) -> None:
-        self.keys.clear()
-        self.levels.clear()
-
-    def set(self, price: float, text: str, qty: float) -> None:
-        """Set a level's absolute size; a size of 0 removes it (a missing level is fine)."""
-        key = self.sign * price
-        if qty == 0.0:
-            if self.levels.pop(key, None) is not None:
-                del self.keys[bisect_left(self.keys, key)]
-            return
-        if key not in self.levels:
-            insort(self.keys, key)
-        self.levels[key] = (text, qty)
-
-    def top_text(self, n: int) -> list[str]:
-        """Return up to ``n`` best levels as ``"price:size"``, best first."""
-        levels = self.levels
-        return [levels[key][0] for key in self.keys[-1 : -n - 1 : -1]]
-
-    def all_levels(self) -> tuple[Level, ...]:
-        """Return every level as ``(price, qty)``, best first."""
-        sign = self.sign
-        levels = self.levels
-        return tuple((sign * key, levels[key][1]) for key in reversed(self.keys))
 
 
 # One parsed book level: (price, "price:size" as on the wire, size).
@@ -231,8 +188,8 @@ class OkxParser:
         self.checksums_skipped = 0
         self.heartbeat_interval_s: float | None = PING_INTERVAL_S
         self._ws_url = ws_url
-        self._bids = _TextSide(float(Side.BUY))
-        self._asks = _TextSide(float(Side.SELL))
+        self._bids = TextBookSide(float(Side.BUY))
+        self._asks = TextBookSide(float(Side.SELL))
         self._synced = False
         self._last_seq: int | None = None
         self._resync = Resync.NONE
