@@ -164,7 +164,11 @@ class CcxtExecution:
                                  error=type(exc).__name__)
             await self.reconcile_order(coid)
         except (ccxt.InvalidOrder, ccxt.BadRequest) as exc:
-            self._reject(coid, f"invalid_order: {str(exc)[:120]}")
+            if "duplicate" in str(exc).lower():
+                # Our own earlier attempt with this id may be resting: ask, don't assume.
+                await self.reconcile_order(coid)
+            else:
+                self._reject(coid, f"invalid_order: {str(exc)[:120]}")
         else:
             self._accepted(coid, order)
 
@@ -289,21 +293,40 @@ class CcxtExecution:
         return self.on_trades(trades)
 
     async def watch_fills(self, poll_interval_s: float = 5.0) -> None:
-        """Deliver fills from ``watch_my_trades``, falling back to REST polling on errors."""
+        """Deliver fills from ``watch_my_trades`` and, as a safety net, REST polling.
+
+        The private stream can drop (events sent meanwhile are lost) or go silent without
+        notice, so ``fetch_my_trades`` is polled every ``poll_interval_s`` whatever the
+        stream does; trade ids make each fill count once.
+        """
+        poll = asyncio.get_running_loop().create_task(self._poll_loop(poll_interval_s),
+                                                      name=f"poll-fills:{self.symbol}")
+        try:
+            while getattr(self.exchange, "has", {}).get("watchMyTrades"):
+                try:
+                    trades = await self.exchange.watch_my_trades(self.symbol)
+                    self.on_trades(list(trades))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    # ccxt raises NetworkError on a drop, and even KeyError from its own
+                    # clean-up on some failures: the polling keeps fills flowing meanwhile.
+                    if self.log is not None:
+                        self.log.warning("private_stream_lost", error=type(exc).__name__)
+                    await asyncio.sleep(poll_interval_s)
+            await poll
+        finally:
+            poll.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poll
+
+    async def _poll_loop(self, interval_s: float) -> None:
         import ccxt
 
         while True:
-            try:
-                if getattr(self.exchange, "has", {}).get("watchMyTrades"):
-                    trades = await self.exchange.watch_my_trades(self.symbol)
-                    self.on_trades(trades)
-                    continue
-            except (ccxt.NetworkError, ccxt.ExchangeNotAvailable) as exc:
-                if self.log is not None:
-                    self.log.warning("private_stream_lost", error=type(exc).__name__)
+            await asyncio.sleep(interval_s)
             with contextlib.suppress(ccxt.NetworkError, ccxt.ExchangeNotAvailable):
                 await self.poll_fills()
-            await asyncio.sleep(poll_interval_s)
 
     async def our_open_orders(self) -> list[dict[str, Any]]:
         """Return the venue's open orders of this symbol that carry our prefix."""

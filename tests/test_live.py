@@ -1,0 +1,253 @@
+"""Live execution against a fake Binance spot venue, through ccxt's real exchange classes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import ccxt
+import ccxt.async_support
+import ccxt.pro
+import pytest
+from fakes.exchange import FakeBinanceSpot, FaultKind
+
+from adapters.ccxt_exec import CcxtExecution
+from bot.app import MarketRules
+from bot.events import (
+    BookSnapshot,
+    CancelOrder,
+    MarketEvent,
+    OrderAccepted,
+    OrderCanceled,
+    OrderEvent,
+    OrderFilled,
+    OrderRejected,
+    PlaceOrder,
+    RiskState,
+    Side,
+)
+from bot.journal import Journal, read_table
+from bot.live import LiveSession
+from bot.logs import configure_logging, get_logger
+from bot.settings import load_settings
+
+SYMBOL = "BTC/USDT"
+TIMEOUT_S = 20.0
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeBinanceSpot]:
+    async with FakeBinanceSpot() as venue:
+        venue.set_book("BTCUSDT", "60000.00", "60000.01")
+        yield venue
+
+
+@pytest.fixture
+async def rest(fake: FakeBinanceSpot) -> AsyncIterator[Any]:
+    exchange = fake.make_exchange(ccxt.async_support.binance, timeout_ms=500)
+    try:
+        await exchange.load_markets()
+        yield exchange
+    finally:
+        await exchange.close()
+
+
+class Collector:
+    """The engine side of ``deliver``: keep every event, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[OrderEvent] = []
+
+    def __call__(self, event: OrderEvent) -> None:
+        self.events.append(event)
+
+    def of(self, kind: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+async def settle(execution: CcxtExecution) -> None:
+    """Wait until every command task has finished."""
+    while execution.tasks:
+        await asyncio.gather(*execution.tasks, return_exceptions=True)
+
+
+def place(coid: str, side: Side = Side.BUY, price: float = 59000.0,
+          qty: float = 0.001) -> PlaceOrder:
+    return PlaceOrder(time.time_ns(), coid, SYMBOL, side, price, qty, True)
+
+
+async def test_place_cancel_and_partial_then_full_fills_are_delivered_once(
+    fake: FakeBinanceSpot, rest: Any
+) -> None:
+    got = Collector()
+    execution = CcxtExecution(rest, SYMBOL, got, prefix="mmt")
+    async with asyncio.timeout(TIMEOUT_S):
+        execution.submit(place("mmt1"))
+        execution.submit(place("mmt2", price=58990.0))
+        await settle(execution)
+        assert [e.client_order_id for e in got.of(OrderAccepted)] == ["mmt1", "mmt2"]
+        assert fake.order("mmt1").type == "LIMIT_MAKER"
+
+        await fake.fill("mmt1", qty="0.0004")
+        assert await execution.poll_fills() == 1
+        await fake.fill("mmt1")
+        assert await execution.poll_fills() == 1
+        assert await execution.poll_fills() == 0  # the same trades again: nothing new
+
+        execution.submit(CancelOrder(time.time_ns(), "mmt2", SYMBOL))
+        await settle(execution)
+
+    fills = got.of(OrderFilled)
+    assert [(f.qty, f.remaining_qty) for f in fills] == [
+        pytest.approx((0.0004, 0.0006)), pytest.approx((0.0006, 0.0))]
+    assert sum(f.qty for f in fills) == pytest.approx(float(fake.order("mmt1").executed_qty))
+    assert [e.client_order_id for e in got.of(OrderCanceled)] == ["mmt2"]
+    assert fake.open_orders("BTCUSDT") == []
+
+
+async def test_venue_refusals_become_rejections_with_reasons(
+    fake: FakeBinanceSpot, rest: Any
+) -> None:
+    got = Collector()
+    execution = CcxtExecution(rest, SYMBOL, got, prefix="mmt")
+    async with asyncio.timeout(TIMEOUT_S):
+        execution.submit(place("mmt1", price=60000.01))  # post-only at the ask: would take
+        await settle(execution)
+        execution.submit(place("mmt2", qty=0.5))  # 30,000 USDT: more than the account has
+        await settle(execution)
+        fake.fail_next("POST /api/v3/order", FaultKind.RATE_LIMIT)
+        execution.submit(place("mmt3"))
+        await settle(execution)
+
+    reasons = {e.client_order_id: e.reason for e in got.of(OrderRejected)}
+    assert reasons == {"mmt1": "post_only_would_cross", "mmt2": "insufficient_funds",
+                       "mmt3": "rate_limited"}
+    assert got.of(OrderAccepted) == []
+    assert fake.open_orders("BTCUSDT") == []
+
+
+async def test_timeout_on_create_is_reconciled_and_leaves_exactly_one_order(
+    fake: FakeBinanceSpot, rest: Any
+) -> None:
+    got = Collector()
+    execution = CcxtExecution(rest, SYMBOL, got, prefix="mmt", reconcile_delay_s=0.05)
+    fake.fail_next("POST /api/v3/order", FaultKind.TIMEOUT)  # the order reaches the venue
+    async with asyncio.timeout(TIMEOUT_S):
+        execution.submit(place("mmt1"))
+        await settle(execution)
+
+    assert execution.unknown_fate == 1
+    assert [e.client_order_id for e in got.of(OrderAccepted)] == ["mmt1"]
+    assert [o.client_order_id for o in fake.open_orders("BTCUSDT")] == ["mmt1"]
+    assert len(fake.requests_to("POST", "/api/v3/order")) == 1  # never re-sent blindly
+
+
+async def test_fills_survive_a_dropped_private_stream_without_double_counting(
+    fake: FakeBinanceSpot,
+) -> None:
+    pro = fake.make_exchange(ccxt.pro.binance, timeout_ms=500, keep_alive_ms=200)
+    got = Collector()
+    try:
+        await pro.load_markets()
+        execution = CcxtExecution(pro, SYMBOL, got, prefix="mmt")
+        async with asyncio.timeout(TIMEOUT_S):
+            execution.submit(place("mmt1", qty=0.003))
+            await settle(execution)
+            watcher = asyncio.create_task(execution.watch_fills(poll_interval_s=0.2))
+            await fake.wait_subscribed()
+            await asyncio.sleep(0.05)
+            await fake.fill("mmt1", qty="0.001")
+            await fake.drop_streams()
+            await fake.fill("mmt1", qty="0.001")  # sent while the stream is down
+            await fake.fill("mmt1")
+            for _ in range(100):
+                if sum(f.qty for f in got.of(OrderFilled)) >= 0.003 - 1e-12:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # give a duplicate every chance to show up
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+    finally:
+        await pro.close()
+
+    fills = got.of(OrderFilled)
+    assert len(fills) == 3
+    assert len({f.trade_id for f in fills}) == 3
+    assert sum(f.qty for f in fills) == pytest.approx(0.003)
+    assert fills[-1].remaining_qty == pytest.approx(0.0)
+
+
+async def until(condition: Any, interval_s: float = 0.05) -> None:
+    """Poll ``condition`` (the fake venue has no event to wait on for this)."""
+    while not condition():  # noqa: ASYNC110 - polling another component's state
+        await asyncio.sleep(interval_s)
+
+
+async def scripted_market(fake: FakeBinanceSpot, stop: asyncio.Event,
+                          prices: list[tuple[float, float]]) -> AsyncIterator[MarketEvent]:
+    """Book snapshots of BTCUSDT; the fake venue's touch follows them."""
+    for bid, ask in prices:
+        fake.set_book("BTCUSDT", f"{bid:.2f}", f"{ask:.2f}")
+        now = time.time_ns()
+        yield BookSnapshot(now, now, "BTCUSDT", ((bid, 2.0),), ((ask, 2.0),), 0, True)
+        await asyncio.sleep(0.15)
+    await stop.wait()
+
+
+async def test_kill_switch_cancels_everything_at_the_venue_and_sends_nothing_after(
+    fake: FakeBinanceSpot, rest: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log_path = tmp_path / "log.jsonl"
+    configure_logging("info", log_path)
+    settings = load_settings(None, {
+        "market": {"venue": "binance", "symbol": "BTCUSDT"},
+        "strategy": {"kind": "fixed_spread", "half_spread_ticks": 50.0,
+                     "ladder": {"order_qty": 0.001}},
+        "model": {"estimate_sigma": False},
+        "risk": {"max_inventory": 0.01, "max_loss": 1.0},
+        "orders": {"client_id_prefix": "mmk", "requote_ticks": 1000.0},
+        "run": {"status_interval_s": 0.2},
+    }, environ={})
+    journal = Journal(tmp_path / "journal.sqlite")
+    session = LiveSession(settings, rest, journal, get_logger(), dry_run=False)
+    stop = asyncio.Event()
+    prices = [(60000.0, 60000.01)] * 4 + [(59000.0, 59000.01)] * 6 + [(61000.0, 61000.01)] * 4
+
+    async def trade() -> None:
+        await session.run(scripted_market(fake, stop, prices), MarketRules(0.01, 0.00001),
+                          SYMBOL, duration_s=4.0)
+
+    async with asyncio.timeout(TIMEOUT_S):
+        runner = asyncio.create_task(trade())
+        await until(lambda: bool(fake.open_orders("BTCUSDT")))
+        bid = next(o for o in fake.open_orders("BTCUSDT") if o.side == "BUY")
+        await fake.fill(bid.client_order_id)  # long 0.001 at ~59999.5
+        assert session.execution is not None
+        await session.execution.poll_fills()
+        await runner
+    journal.close()
+
+    engine = session.engine
+    assert engine is not None
+    assert engine.gate.state is RiskState.HALTED
+    halts = [r for r in read_table(journal.path, "risk_events") if r[3] == "HALTED"]
+    assert len(halts) == 1
+    places = [r for r in read_table(journal.path, "orders") if r[2] == "place"]
+    assert [p for p in places if p[1] >= halts[0][1]] == []
+    # Everything the venue received was journaled: nothing left the bot unrecorded.
+    assert len(fake.requests_to("POST", "/api/v3/order")) == len(places)
+    assert fake.open_orders("BTCUSDT") == []
+    assert session.left_open == 0
+    # Secrets never reach a log line, a file or the console.
+    out = capsys.readouterr()
+    written = await asyncio.to_thread(lambda: [p.read_bytes() for p in tmp_path.iterdir()])
+    assert log_path.stat().st_size > 0
+    for secret in (fake.api_key, fake.secret):
+        assert secret not in out.out + out.err
+        for content in written:
+            assert secret.encode() not in content
