@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--duration", type=_positive_float, default=None,
                       help="stop after this many seconds (default: until Ctrl-C)")
     live.add_argument("--out", type=Path, default=None, help="parent folder of run directories")
+    live.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                      help="continue the journal of an earlier (crashed) run of this market")
     live.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
     replay = sub.add_parser("replay", help="replay recorded feeds through the engine")
@@ -214,7 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ("market.venue", args.venue), ("market.symbol", args.symbol),
                 ("run.out_dir", str(args.out) if args.out is not None else None)))
             summary = run_live(settings, confirm_live=args.confirm_live, dry_run=args.dry_run,
-                               duration_s=args.duration, json_output=args.json)
+                               duration_s=args.duration, json_output=args.json,
+                               resume=args.resume)
             if args.json:
                 _print_json(summary)
             return EXIT_OK

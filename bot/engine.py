@@ -147,6 +147,7 @@ class EngineStats:
     health_warnings: Counter[str] = field(default_factory=Counter)
     refits: int = 0
     refits_rejected: int = 0
+    recovered_fills: int = 0
 
 
 class Engine:
@@ -516,6 +517,19 @@ class Engine:
             using = "fit" if self.intensity_fitted else "configured"
             self.log.info("calibration_not_used", reason=reason, using=using,
                           A=self.intensity_a, k=self.intensity_k)
+
+    def recover_fills(self, fills: Iterable[OrderFilled], journal_them: bool) -> int:
+        """Apply fills from before a restart (the journal's, or the venue's since the last one
+        journaled); ``journal_them`` records the venue's in this run's journal. Return how many
+        were new to the portfolio."""
+        applied = 0
+        for fill in fills:
+            if self.portfolio.apply_fill(fill):
+                applied += 1
+                self.stats.recovered_fills += 1
+                if journal_them and self.journal is not None:
+                    self.journal.order_event(fill, self.portfolio.position, self.portfolio.pnl)
+        return applied
 
     def warm_up(self, events: Iterable[MarketEvent], shift_ns: int = 0) -> int:
         """Feed a recording to the estimators only (σ, A, k), before trading; return events.

@@ -67,7 +67,12 @@ class Journal:
         self.path = path
         self._db = sqlite3.connect(path)
         self._db.executescript(_SCHEMA)
-        self._seq = 0
+        # Reopening a journal (a restart after a crash) continues its sequence.
+        self._seq = max(
+            (self._db.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {table}").fetchone()[0]
+             for table in ("orders", "order_events", "fills", "risk_events", "marks", "mids")),
+            default=0,
+        )
         self._rows: dict[str, list[tuple[Any, ...]]] = {
             "orders": [], "order_events": [], "fills": [], "risk_events": [], "marks": [],
             "mids": [],

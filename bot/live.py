@@ -21,15 +21,24 @@ import signal
 import sys
 import time
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from adapters.ccxt_exec import CcxtExecution
-from bot.app import MarketRules, build_engine, format_status, make_run_dir, run_summary, run_tag_now
+from bot.app import (
+    MarketRules,
+    RunDir,
+    build_engine,
+    format_status,
+    make_run_dir,
+    run_summary,
+    run_tag_now,
+)
 from bot.clock import WallClock
 from bot.engine import Engine, Status
 from bot.errors import ConfigError, MmbotError, SafetyError
-from bot.events import OrderEvent
-from bot.journal import Journal
+from bot.events import Liquidity, OrderEvent, OrderFilled, Side
+from bot.journal import Journal, read_table
 from bot.logs import close_logging, configure_logging, get_logger
 from bot.settings import Settings
 
@@ -120,7 +129,12 @@ async def unified_symbol(exchange: Any, native: str) -> tuple[str, MarketRules]:
 
 
 class LiveSession:
-    """One live (or dry-run) session: reconcile, trade, and leave nothing behind."""
+    """One live (or dry-run) session: recover, trade, and leave nothing behind.
+
+    With a journal from an earlier run of this market (``--resume``), the portfolio is rebuilt
+    from its fills and the fills the venue made since the last one journaled (while the bot
+    was down) are applied and journaled, so inventory and PnL equal the venue's ledger.
+    """
 
     def __init__(self, settings: Settings, exchange: Any, journal: Journal | None, log: Any,
                  *, dry_run: bool, on_status: Any = None, run_tag: str = "") -> None:
@@ -134,6 +148,29 @@ class LiveSession:
         self.engine: Engine | None = None
         self.execution: CcxtExecution | None = None
         self.left_open = 0
+
+    async def recover(self, engine: Engine, execution: CcxtExecution) -> int:
+        """Rebuild the portfolio from the journal and the venue; return fills recovered."""
+        if self.journal is None:
+            return 0
+        past = journaled_fills(self.journal)
+        placed = read_table(self.journal.path, "orders")
+        if not placed:
+            return 0  # a fresh journal: nothing of ours can have traded yet
+        engine.recover_fills(past, journal_them=False)
+        known = {(f.client_order_id, f.trade_id) for f in past}
+        execution.seen_trades |= known
+        # From a second before the last fill we know of (or our first order): trades with
+        # ids we have are skipped, so the overlap costs nothing and loses nothing.
+        start_ns = max(f.ts_ns for f in past) if past else int(placed[0][1])
+        since = start_ns // 1_000_000 - 1000
+        missed = await venue_fills_since(execution, since, known)
+        execution.seen_trades |= {(f.client_order_id, f.trade_id) for f in missed}
+        applied = engine.recover_fills(missed, journal_them=True)
+        if self.log is not None and (past or missed):
+            self.log.warning("recovered", journaled_fills=len(past), missed_fills=applied,
+                             position=engine.portfolio.position, pnl=engine.portfolio.pnl)
+        return applied
 
     async def run(self, source: Any, rules: MarketRules, ccxt_symbol: str,
                   duration_s: float | None) -> None:
@@ -158,6 +195,7 @@ class LiveSession:
             if left:
                 raise MmbotError(f"{left} orders of an earlier run are still open at the "
                                  "venue after cancelling: not starting")
+            await self.recover(engine, execution)
         fills = None if self.dry_run else asyncio.create_task(
             execution.watch_fills(), name=f"fills:{ccxt_symbol}")
         try:
@@ -175,12 +213,61 @@ class LiveSession:
                     log.error("orders_left_open", count=self.left_open)
 
 
+def journaled_fills(journal: Journal) -> list[OrderFilled]:
+    """Return the fills recorded in a journal (a restart rebuilds the portfolio from them)."""
+    journal.flush()
+    fills = []
+    for row in read_table(journal.path, "fills"):
+        _, ts, coid, side, price, qty, remaining, fee, liquidity, trade_id, *_ = row
+        fills.append(OrderFilled(int(ts), str(coid), Side[side], float(price), float(qty),
+                                 float(remaining), float(fee), Liquidity(liquidity),
+                                 str(trade_id or "")))
+    return fills
+
+
+async def venue_fills_since(execution: CcxtExecution, since_ms: int | None,
+                            known: set[tuple[str, str]]) -> list[OrderFilled]:
+    """Return our fills at the venue since ``since_ms`` that are not in ``known``.
+
+    A trade is ours when its order's client id carries our prefix (asked of the venue per
+    unknown order: trades do not always carry the client id).
+    """
+    exchange = execution.exchange
+    trades = await exchange.fetch_my_trades(execution.symbol, since_ms)
+    owners: dict[str, str] = {}
+    out: list[OrderFilled] = []
+    for trade in trades:
+        order_id = str(trade.get("order") or "")
+        if order_id and order_id not in owners:
+            order = await exchange.fetch_order(order_id, execution.symbol)
+            owners[order_id] = str(order.get("clientOrderId") or "")
+        coid = owners.get(order_id, "")
+        tid = str(trade.get("id") or "")
+        if not coid.startswith(execution.prefix) or (coid, tid) in known:
+            continue
+        fee = trade.get("fee") or {}
+        ts_ms = trade.get("timestamp") or 0
+        out.append(OrderFilled(int(ts_ms) * 1_000_000, coid,
+                               Side.BUY if trade.get("side") == "buy" else Side.SELL,
+                               float(trade["price"]), float(trade["amount"]), 0.0,
+                               float(fee.get("cost") or 0.0),
+                               Liquidity.TAKER if trade.get("takerOrMaker") == "taker"
+                               else Liquidity.MAKER, tid))
+    return out
+
+
 def run_live(settings: Settings, *, confirm_live: bool, dry_run: bool,
-             duration_s: float | None, json_output: bool = False) -> dict[str, Any]:
-    """The ``mmbot live`` verb."""
+             duration_s: float | None, json_output: bool = False,
+             resume: Path | None = None) -> dict[str, Any]:
+    """The ``mmbot live`` verb; ``resume`` continues the journal of an earlier run."""
     check_safety(settings, confirm_live, dry_run)
     exchange_id = ccxt_id(settings.market.venue)
-    run = make_run_dir(settings, "live-dry-run" if dry_run else "live")
+    if resume is not None:
+        if not (resume / "journal.sqlite").is_file():
+            raise ConfigError("--resume", f"{resume} holds no journal.sqlite")
+        run = RunDir(resume)
+    else:
+        run = make_run_dir(settings, "live-dry-run" if dry_run else "live")
     configure_logging("warning" if json_output else settings.run.log_level, run.log)
     log = get_logger(venue=settings.market.venue, symbol=settings.market.symbol,
                      mode="dry-run" if dry_run else "live")

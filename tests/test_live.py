@@ -251,3 +251,65 @@ async def test_kill_switch_cancels_everything_at_the_venue_and_sends_nothing_aft
         assert secret not in out.out + out.err
         for content in written:
             assert secret.encode() not in content
+
+
+async def test_killed_mid_run_and_restarted_on_the_same_journal_matches_the_venue_ledger(
+    fake: FakeBinanceSpot, rest: Any, tmp_path: Path
+) -> None:
+    configure_logging("error", None)
+    settings = load_settings(None, {
+        "market": {"venue": "binance", "symbol": "BTCUSDT"},
+        "strategy": {"kind": "fixed_spread", "half_spread_ticks": 50.0,
+                     "ladder": {"order_qty": 0.001}},
+        "model": {"estimate_sigma": False},
+        "risk": {"max_inventory": 0.01},
+        "orders": {"client_id_prefix": "mmr", "requote_ticks": 1000.0},
+    }, environ={})
+    path = tmp_path / "journal.sqlite"
+    stop = asyncio.Event()
+    rules = MarketRules(0.01, 0.00001)
+
+    # First run: quotes rest, one fill is seen, then the run stops.
+    first = LiveSession(settings, rest, Journal(path), None, dry_run=False)
+    crash = asyncio.create_task(first.run(
+        scripted_market(fake, stop, [(60000.0, 60000.01)] * 3), rules, SYMBOL, None))
+    async with asyncio.timeout(TIMEOUT_S):
+        await until(lambda: len(fake.open_orders("BTCUSDT")) == 2)
+        bid = next(o for o in fake.open_orders("BTCUSDT") if o.side == "BUY")
+        await fake.fill(bid.client_order_id)
+        assert first.execution is not None
+        await first.execution.poll_fills()
+        await until(lambda: first.engine is not None and first.engine.portfolio.fills == 1)
+        ask = next(o for o in fake.open_orders("BTCUSDT") if o.side == "SELL")
+        crash.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await crash
+    assert first.journal is not None
+    first.journal.close()
+    # What a hard kill leaves behind: an order of ours the journal never saw acknowledged,
+    # still resting at the venue, and a fill of it while the bot was down.
+    await rest.create_order(SYMBOL, "limit", "buy", 0.001, 59990.0,
+                            {"postOnly": True, "clientOrderId": "mmr999"})
+    await fake.fill("mmr999", qty="0.0004")
+    assert ask.client_order_id not in {o.client_order_id for o in fake.open_orders("BTCUSDT")}
+    fake.set_book("BTCUSDT", "60010.00", "60010.01")
+
+    # Second run on the same journal: orphans cancelled, missed fills applied, ledger matched.
+    second = LiveSession(settings, rest, Journal(path), None, dry_run=False)
+    async with asyncio.timeout(TIMEOUT_S):
+        await second.run(scripted_market(fake, stop, [(60010.0, 60010.01)] * 3), rules,
+                         SYMBOL, duration_s=1.0)
+    assert second.journal is not None
+    second.journal.close()
+
+    engine = second.engine
+    assert engine is not None
+    balances = fake.balances()
+    venue_btc = float(balances["BTC"].free + balances["BTC"].locked) - 1.0
+    assert engine.portfolio.position == pytest.approx(venue_btc, abs=1e-12)
+    venue_usdt = float(balances["USDT"].free + balances["USDT"].locked) - 10_000.0
+    assert engine.portfolio.cash == pytest.approx(venue_usdt, abs=1e-6)
+    assert fake.open_orders("BTCUSDT") == []
+    journal_fills = read_table(path, "fills")
+    assert len(journal_fills) == len(fake.trades("BTCUSDT")) == 2
+    assert engine.stats.recovered_fills == 2  # one from the journal, one from the venue
