@@ -39,6 +39,13 @@ SYMBOL = "BTC/USDT"
 TIMEOUT_S = 20.0
 
 
+@pytest.fixture(autouse=True)
+def _quiet_logs_after() -> Any:
+    """Tests here log to files: put the quiet default back afterwards."""
+    yield
+    configure_logging("error", None)
+
+
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeBinanceSpot]:
     async with FakeBinanceSpot() as venue:
@@ -313,3 +320,55 @@ async def test_killed_mid_run_and_restarted_on_the_same_journal_matches_the_venu
     journal_fills = read_table(path, "fills")
     assert len(journal_fills) == len(fake.trades("BTCUSDT")) == 2
     assert engine.stats.recovered_fills == 2  # one from the journal, one from the venue
+
+
+async def test_keys_from_the_environment_never_reach_logs_journal_or_console(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import copy
+
+    from fakes.exchange import CCXT_OPTIONS
+
+    from bot.live import make_exchange
+
+    key, secret = "k3y-from-env-7f2a", "s3cret-from-env-91bc"
+    monkeypatch.setenv("MMBOT_API_KEY", key)
+    monkeypatch.setenv("MMBOT_API_SECRET", secret)
+    settings = load_settings(None, {
+        "market": {"venue": "binance", "symbol": "BTCUSDT"},
+        "strategy": {"kind": "fixed_spread", "half_spread_ticks": 50.0,
+                     "ladder": {"order_qty": 0.001}},
+        "model": {"estimate_sigma": False},
+        "orders": {"client_id_prefix": "mms"},
+        "run": {"status_interval_s": 0.2},
+    })
+    log_path = tmp_path / "log.jsonl"
+    configure_logging("debug", log_path)
+    async with FakeBinanceSpot(api_key=key, secret=secret) as fake:
+        fake.set_book("BTCUSDT", "60000.00", "60000.01")
+        exchange = make_exchange(settings, "binance")  # keys taken from the settings
+        exchange.options = {**exchange.options, **copy.deepcopy(CCXT_OPTIONS)}
+        exchange.urls["api"] = fake.urls()
+        exchange.timeout_on_exit = 0
+        exchange.enableRateLimit = False
+        try:
+            await exchange.load_markets()
+            journal = Journal(tmp_path / "journal.sqlite")
+            session = LiveSession(settings, exchange, journal, get_logger(), dry_run=False)
+            stop = asyncio.Event()
+            async with asyncio.timeout(TIMEOUT_S):
+                await session.run(scripted_market(fake, stop, [(60000.0, 60000.01)] * 4),
+                                  MarketRules(0.01, 0.00001), SYMBOL, duration_s=1.0)
+            journal.close()
+        finally:
+            await exchange.close()
+        assert fake.requests_to("POST", "/api/v3/order"), "the keys were used for real orders"
+        assert fake.open_orders("BTCUSDT") == []
+    out = capsys.readouterr()
+    written = await asyncio.to_thread(lambda: [p.read_bytes() for p in tmp_path.iterdir()])
+    assert any(b"order" in content for content in written)
+    for value in (key, secret):
+        assert value not in out.out + out.err
+        for content in written:
+            assert value.encode() not in content
+    assert key not in repr(settings) and secret not in repr(settings)
