@@ -339,7 +339,7 @@ def format_status(status: Status) -> str:
     return (
         f"{t} mid {_f(status.mid)} r {_f(status.reservation)} "
         f"bid {_f(status.bid)} ask {_f(status.ask)} spr {_f(status.spread)} "
-        f"q {status.position:+.4g} pnl {status.pnl:+.4f} "
+        f"q {status.position:+.4g} pnl {round(status.pnl, 4) + 0.0:+.4f} "
         f"sigma {status.sigma:.4g}{sigma_flag} A {status.intensity_a:.3g} "
         f"k {status.intensity_k:.3g}{ak_flag} {status.state.value}{book} "
         f"fills {status.fills}"
