@@ -98,6 +98,8 @@ class SimVenueConfig:
         maker_fee_bps: Fee on maker fills in basis points of notional (negative: rebate).
         taker_fee_bps: Fee on taker fills in basis points of notional.
         queue_power: Exponent n of ``f(x) = x**n`` in the cancel attribution rule.
+        lot_size: Quantity step of fills, base units; a partial fill from the queue model is
+            rounded down to whole lots, as a real venue fills (0: any quantity).
         post_only_reject: Reject a post-only order that would cross at activation. When False
             the post-only flag is not enforced and a crossing order executes as taker.
     """
@@ -109,6 +111,7 @@ class SimVenueConfig:
     taker_fee_bps: float = 0.0
     queue_power: float = 2.0
     post_only_reject: bool = True
+    lot_size: float = 0.0
 
     def __post_init__(self) -> None:
         """Reject impossible values, naming the field."""
@@ -116,6 +119,8 @@ class SimVenueConfig:
         _check_latency("cancel_latency_ns", self.cancel_latency_ns)
         if not self.queue_power > 0.0:
             raise ConfigError("queue_power", f"must be > 0, got {self.queue_power}")
+        if not 0.0 <= self.lot_size < math.inf:
+            raise ConfigError("lot_size", f"must be >= 0 and finite, got {self.lot_size}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,6 +425,7 @@ class SimVenue(_VenueCore):
 
     __slots__ = (
         "_book",
+        "_lot",
         "_model",
         "_post_only_reject",
         "_queue_power",
@@ -441,6 +447,7 @@ class SimVenue(_VenueCore):
         self._model = config.fill_model
         self._post_only_reject = config.post_only_reject
         self._queue_power = config.queue_power
+        self._lot = config.lot_size
         self._taker_fee_bps = config.taker_fee_bps
         # Traded quantity per (resting side, price) since the last depth update at that price:
         # QUEUE model only, and only for prices where we rest.
@@ -536,9 +543,10 @@ class SimVenue(_VenueCore):
                     reach = qty - ahead - used
                     order.queue_ahead = ahead - qty if ahead > qty else 0.0
                     if reach > 0.0:
-                        take = min(reach, order.remaining)
-                        used += take
-                        self._fill_resting(order, take, ts, tid)
+                        take = self._whole_lots(min(reach, order.remaining))
+                        if take > 0.0:
+                            used += take
+                            self._fill_resting(order, take, ts, tid)
         if at_price:
             key = (hit, price)
             self._traded[key] = self._traded.get(key, 0.0) + qty
@@ -589,6 +597,13 @@ class SimVenue(_VenueCore):
                     self._fill_resting(order, order.remaining, ts_ns)
             elif best_bid >= order.price:
                 self._fill_resting(order, order.remaining, ts_ns)
+
+    def _whole_lots(self, qty: float) -> float:
+        """Round a fill quantity down to whole lots (the expected-value queue is fractional)."""
+        lot = self._lot
+        if lot <= 0.0:
+            return qty
+        return round(math.floor(qty / lot + 1e-9) * lot, 12)
 
     def _update_queue(self, order: _Order, after: float, traded: float) -> None:
         """Advance ``queue_ahead`` for a depth update that sets our level to ``after``."""

@@ -44,8 +44,8 @@ NS = 1_000_000_000
 SNAPSHOT_WAIT_S = 60.0
 
 
-def sim_venue_config(settings: Settings) -> SimVenueConfig:
-    """Return the simulated venue's configuration from settings."""
+def sim_venue_config(settings: Settings, lot_size: float = 0.0) -> SimVenueConfig:
+    """Return the simulated venue's configuration (fills in whole ``lot_size`` lots)."""
     v = settings.sim_venue
     return SimVenueConfig(
         fill_model=FillModel(v.fill_model),
@@ -55,6 +55,7 @@ def sim_venue_config(settings: Settings) -> SimVenueConfig:
         taker_fee_bps=v.taker_fee_bps,
         queue_power=v.queue_power,
         post_only_reject=v.post_only_reject,
+        lot_size=lot_size,
     )
 
 
@@ -79,7 +80,8 @@ def sim_rules(settings: Settings) -> MarketRules:
 
 
 def _attach_sim_venue(engine: Engine, settings: Settings, clock: Scheduler) -> SimVenue:
-    venue = SimVenue(sim_venue_config(settings), clock, engine.on_order_event, engine.book)
+    venue = SimVenue(sim_venue_config(settings, engine.orders.config.lot_size), clock,
+                     engine.on_order_event, engine.book)
     engine.attach_venue(venue, simulated=True)
     return venue
 

@@ -275,7 +275,8 @@ def run_replay(
     journal = Journal(run.journal) if run is not None else None
     log = get_logger(venue=source.venue, symbol=source.symbol, mode="replay")
     engine = build_engine(settings, rules, clock, journal, log)
-    venue = SimVenue(sim_venue_config(settings), clock, engine.on_order_event, engine.book)
+    venue = SimVenue(sim_venue_config(settings, rules.lot_size), clock, engine.on_order_event,
+                     engine.book)
     engine.attach_venue(venue, simulated=True)
     if warmup:
         first = next((f.ts_local_ns for f in iter_frames(source.paths) if f.ts_local_ns), 0)

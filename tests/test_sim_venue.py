@@ -711,3 +711,19 @@ def test_poisson_same_seed_same_fills() -> None:
 
     assert run(4) == run(4)
     assert run(4) != run(5)
+
+
+def test_queue_partial_fills_come_in_whole_lots_when_the_lot_is_known() -> None:
+    clock = VirtualClock()
+    fills: list[OrderEvent] = []
+    book = OrderBook(SYM)
+    venue = SimVenue(SimVenueConfig(lot_size=0.001), clock, fills.append, book)
+    book.apply(BookSnapshot(0, 0, SYM, ((100.0, 0.0035),), ((100.1, 1.0),), 1))
+    venue.submit(PlaceOrder(0, "o1", SYM, Side.BUY, 100.0, 0.01, True))
+
+    # 0.0035 ahead; a 0.00604 sell at our price leaves 0.00254 for us: 0.002 in whole lots.
+    venue.on_market(Trade(1, 1, SYM, 100.0, 0.00604, Side.SELL, "t1"))
+
+    filled = [e for e in fills if isinstance(e, OrderFilled)]
+    assert [f.qty for f in filled] == [0.002]
+    assert filled[0].remaining_qty == pytest.approx(0.008)
