@@ -518,6 +518,16 @@ class Engine:
             self.log.info("calibration_not_used", reason=reason, using=using,
                           A=self.intensity_a, k=self.intensity_k)
 
+    def halt(self, ts: int, reason: str) -> None:
+        """Trip the kill-switch from outside (a global loss limit): cancel all, send nothing.
+
+        Call it on the engine's consumer (``clock.call_at``), like any other input.
+        """
+        change = self.gate.halt(ts, reason)
+        if change is not None:
+            self._risk_changed(change)
+            self._requote(ts)
+
     def recover_fills(self, fills: Iterable[OrderFilled], journal_them: bool) -> int:
         """Apply fills from before a restart (the journal's, or the venue's since the last one
         journaled); ``journal_them`` records the venue's in this run's journal. Return how many

@@ -213,6 +213,55 @@ class LiveSession:
                     log.error("orders_left_open", count=self.left_open)
 
 
+class GlobalLossGuard:
+    """A loss limit over several markets in one process: trips every market's kill-switch.
+
+    Each market keeps its own limits; this one watches the sum of their marked PnL and, when
+    it falls to ``-max_loss``, halts them all (each then cancels everything and sends nothing
+    until restarted).
+    """
+
+    def __init__(self, sessions: list[LiveSession], max_loss: float, log: Any = None) -> None:
+        self.sessions = sessions
+        self.max_loss = max_loss
+        self.log = log
+        self.tripped = False
+
+    def total_pnl(self) -> float:
+        """Return the sum of the markets' PnL marked to mid (markets not started count 0)."""
+        total = 0.0
+        for session in self.sessions:
+            engine = session.engine
+            if engine is not None and engine.portfolio.pnl == engine.portfolio.pnl:
+                total += engine.portfolio.pnl
+        return total
+
+    def check(self) -> bool:
+        """Halt every market if the total loss reached the limit; return whether it tripped."""
+        if self.tripped:
+            return False
+        total = self.total_pnl()
+        if total > -self.max_loss:
+            return False
+        self.tripped = True
+        reason = f"global loss limit: total pnl {total:.6g} <= -{self.max_loss}"
+        if self.log is not None:
+            self.log.error("global_halt", total_pnl=total, max_loss=self.max_loss)
+        for session in self.sessions:
+            engine = session.engine
+            if engine is not None:
+                clock = engine.clock
+                now = clock.now_ns()
+                clock.call_at(now, partial(engine.halt, now, reason))
+        return True
+
+    async def watch(self, interval_s: float = 0.25) -> None:
+        """Check every ``interval_s`` until cancelled."""
+        while True:
+            self.check()
+            await asyncio.sleep(interval_s)
+
+
 def journaled_fills(journal: Journal) -> list[OrderFilled]:
     """Return the fills recorded in a journal (a restart rebuilds the portfolio from them)."""
     journal.flush()

@@ -372,3 +372,64 @@ async def test_keys_from_the_environment_never_reach_logs_journal_or_console(
         for content in written:
             assert value.encode() not in content
     assert key not in repr(settings) and secret not in repr(settings)
+
+
+async def test_global_loss_limit_over_two_markets_halts_both_and_cancels_everything(
+    fake: FakeBinanceSpot, rest: Any
+) -> None:
+    from bot.live import GlobalLossGuard
+
+    def market(symbol: str, prefix: str, qty: float) -> Any:
+        return load_settings(None, {
+            "market": {"venue": "binance", "symbol": symbol},
+            "strategy": {"kind": "fixed_spread", "half_spread_ticks": 50.0,
+                         "ladder": {"order_qty": qty}},
+            "model": {"estimate_sigma": False},
+            # Each market alone stays inside its own limit ...
+            "risk": {"max_inventory": 1.0, "max_loss": 100.0},
+            "orders": {"client_id_prefix": prefix, "requote_ticks": 1000.0},
+        }, environ={})
+
+    fake.set_book("ETHUSDT", "3000.00", "3000.01")
+    btc = LiveSession(market("BTCUSDT", "mmb", 0.001), rest, None, None, dry_run=False)
+    eth = LiveSession(market("ETHUSDT", "mme", 0.01), rest, None, None, dry_run=False)
+    # ... but together they may lose 1.5 USDT.
+    guard = GlobalLossGuard([btc, eth], max_loss=1.5)
+    stop = asyncio.Event()
+
+    async def eth_market() -> AsyncIterator[MarketEvent]:
+        for bid, ask in [(3000.0, 3000.01)] * 4 + [(2900.0, 2900.01)] * 10:
+            fake.set_book("ETHUSDT", f"{bid:.2f}", f"{ask:.2f}")
+            now = time.time_ns()
+            yield BookSnapshot(now, now, "ETHUSDT", ((bid, 5.0),), ((ask, 5.0),), 0, True)
+            await asyncio.sleep(0.15)
+        await stop.wait()
+
+    btc_prices = [(60000.0, 60000.01)] * 4 + [(59000.0, 59000.01)] * 10
+    async with asyncio.timeout(TIMEOUT_S):
+        watcher = asyncio.create_task(guard.watch(0.05))
+        runs = [asyncio.create_task(btc.run(scripted_market(fake, stop, btc_prices),
+                                            MarketRules(0.01, 0.00001), SYMBOL, 3.0)),
+                asyncio.create_task(eth.run(eth_market(), MarketRules(0.01, 0.0001),
+                                            "ETH/USDT", 3.0))]
+        # (The account holds no ETH, so only the ETH bid can rest: spot sells need the base.)
+        await until(lambda: all(any(o.side == "BUY" for o in fake.open_orders(s))
+                                for s in ("BTCUSDT", "ETHUSDT")))
+        for symbol in ("BTCUSDT", "ETHUSDT"):
+            bid = next(o for o in fake.open_orders(symbol) if o.side == "BUY")
+            await fake.fill(bid.client_order_id)
+        for session in (btc, eth):
+            assert session.execution is not None
+            await session.execution.poll_fills()
+        await asyncio.gather(*runs)
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
+    assert guard.tripped
+    for session in (btc, eth):
+        assert session.engine is not None
+        assert session.engine.gate.state is RiskState.HALTED
+        assert -100.0 < session.engine.portfolio.pnl  # its own limit never tripped
+    assert guard.total_pnl() <= -1.5
+    assert fake.open_orders() == []
