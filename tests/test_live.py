@@ -430,6 +430,6 @@ async def test_global_loss_limit_over_two_markets_halts_both_and_cancels_everyth
     for session in (btc, eth):
         assert session.engine is not None
         assert session.engine.gate.state is RiskState.HALTED
-        assert -100.0 < session.engine.portfolio.pnl  # its own limit never tripped
+        assert session.engine.portfolio.pnl > -100.0  # its own limit never tripped
     assert guard.total_pnl() <= -1.5
     assert fake.open_orders() == []
