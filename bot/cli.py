@@ -85,10 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     paper.add_argument("--json", action="store_true",
                        help="no status lines; print the summary as one JSON object")
     live = sub.add_parser("live", help="trade real money through ccxt (needs --confirm-live)")
-    live.add_argument("--venue", required=True, help="binance|binance-usdm|coinbase|bybit|okx|"
-                                                     "kraken|ccxt:<id>")
-    live.add_argument("--symbol", required=True, help="symbol in the venue's notation")
-    live.add_argument("--config", type=Path, required=True, help="TOML config file")
+    live.add_argument("--venue", default=None, help="binance|binance-usdm|coinbase|bybit|okx|"
+                                                    "kraken|ccxt:<id> (default: the config's)")
+    live.add_argument("--symbol", default=None,
+                      help="symbol in the venue's notation (default: the config's; one "
+                           "config only)")
+    live.add_argument("--config", type=Path, action="append", required=True,
+                      help="TOML config of one market; repeat for several markets on one venue")
+    live.add_argument("--global-max-loss", type=_positive_float, default=None,
+                      help="halt every market when their summed PnL falls to -this")
     live.add_argument("--confirm-live", action="store_true",
                       help="required: confirms that real orders may be sent")
     live.add_argument("--dry-run", action="store_true",
@@ -212,12 +217,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verb == "live":
             from bot.live import run_live
 
-            settings = load_settings(args.config, merge_overrides(
+            if args.symbol is not None and len(args.config) > 1:
+                parser.error("--symbol applies to one config; each config names its market")
+            settings_list = [load_settings(path, merge_overrides(
                 ("market.venue", args.venue), ("market.symbol", args.symbol),
                 ("run.out_dir", str(args.out) if args.out is not None else None)))
-            summary = run_live(settings, confirm_live=args.confirm_live, dry_run=args.dry_run,
-                               duration_s=args.duration, json_output=args.json,
-                               resume=args.resume)
+                for path in args.config]
+            summary = run_live(settings_list, confirm_live=args.confirm_live,
+                               dry_run=args.dry_run, duration_s=args.duration,
+                               json_output=args.json, resume=args.resume,
+                               global_max_loss=args.global_max_loss)
             if args.json:
                 _print_json(summary)
             return EXIT_OK

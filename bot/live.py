@@ -40,7 +40,7 @@ from bot.errors import ConfigError, MmbotError, SafetyError
 from bot.events import Liquidity, OrderEvent, OrderFilled, Side
 from bot.journal import Journal, read_table
 from bot.logs import close_logging, configure_logging, get_logger
-from bot.settings import Settings
+from bot.settings import Settings, snapshot
 
 NS = 1_000_000_000
 
@@ -305,62 +305,117 @@ async def venue_fills_since(execution: CcxtExecution, since_ms: int | None,
     return out
 
 
-def run_live(settings: Settings, *, confirm_live: bool, dry_run: bool,
+def run_live(settings_list: list[Settings], *, confirm_live: bool, dry_run: bool,
              duration_s: float | None, json_output: bool = False,
-             resume: Path | None = None) -> dict[str, Any]:
-    """The ``mmbot live`` verb; ``resume`` continues the journal of an earlier run."""
-    check_safety(settings, confirm_live, dry_run)
-    exchange_id = ccxt_id(settings.market.venue)
+             resume: Path | None = None,
+             global_max_loss: float | None = None) -> dict[str, Any]:
+    """The ``mmbot live`` verb: one market per settings, one venue, one process.
+
+    Each market has its own strategy, limits and journal; ``global_max_loss`` halts them all
+    when their summed PnL reaches it. ``resume`` (one market only) continues the journal of an
+    earlier run.
+    """
+    if not settings_list:
+        raise ConfigError("--config", "give at least one config")
+    for settings in settings_list:
+        check_safety(settings, confirm_live, dry_run)
+    venues = {s.market.venue for s in settings_list}
+    if len(venues) > 1:
+        raise ConfigError("market.venue", f"one venue per process, got {sorted(venues)}")
+    symbols = [s.market.symbol for s in settings_list]
+    if len(set(symbols)) != len(symbols):
+        raise ConfigError("market.symbol", f"each market once, got {symbols}")
+    if resume is not None and len(settings_list) > 1:
+        raise ConfigError("--resume", "resume one market at a time")
+    first = settings_list[0]
+    exchange_id = ccxt_id(first.market.venue)
+    mode = "dry-run" if dry_run else "live"
     if resume is not None:
         if not (resume / "journal.sqlite").is_file():
             raise ConfigError("--resume", f"{resume} holds no journal.sqlite")
         run = RunDir(resume)
     else:
-        run = make_run_dir(settings, "live-dry-run" if dry_run else "live")
-    configure_logging("warning" if json_output else settings.run.log_level, run.log)
-    log = get_logger(venue=settings.market.venue, symbol=settings.market.symbol,
-                     mode="dry-run" if dry_run else "live")
+        run = make_run_dir(first, "live-dry-run" if dry_run else "live")
+    configure_logging("warning" if json_output else first.run.log_level, run.log)
 
     def show(status: Status) -> None:
         if not json_output:
             sys.stdout.write(format_status(status) + "\n")
             sys.stdout.flush()
 
-    journal = Journal(run.journal)
-    exchange = make_exchange(settings, exchange_id)
-    session = LiveSession(settings, exchange, journal, log, dry_run=dry_run, on_status=show,
-                          run_tag=run_tag_now())
+    exchange = make_exchange(first, exchange_id)
+    tag = run_tag_now()
+    sessions: list[LiveSession] = []
+    runs: list[RunDir] = []
+    for settings in settings_list:
+        market_run = run
+        if len(settings_list) > 1:
+            safe = "".join(c if c.isalnum() else "_" for c in settings.market.symbol)
+            market_run = RunDir(run.path / safe)
+            market_run.path.mkdir(exist_ok=True)
+            market_run.write_json("config.json", snapshot(settings))
+        runs.append(market_run)
+        log = get_logger(venue=settings.market.venue, symbol=settings.market.symbol, mode=mode)
+        sessions.append(LiveSession(settings, exchange, Journal(market_run.journal), log,
+                                    dry_run=dry_run, on_status=show, run_tag=tag))
+    guard = (GlobalLossGuard(sessions, global_max_loss, get_logger(mode=mode))
+             if global_max_loss is not None else None)
     start_ns = time.time_ns()
 
-    async def main() -> None:
+    async def trade(session: LiveSession) -> None:
         from bot.paper import open_source
 
+        settings = session.settings
+        symbol, rules = await unified_symbol(exchange, settings.market.symbol)
+        sys.stderr.write(limits_summary(settings, rules, dry_run))
+        _, source = await open_source(settings, duration_s, session.log)
+        await session.run(source, rules, symbol, duration_s)
+
+    async def main() -> None:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         if task is not None:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.add_signal_handler(sig, task.cancel)
+        watcher = (loop.create_task(guard.watch(), name="global-loss-guard")
+                   if guard is not None else None)
         try:
-            symbol, rules = await unified_symbol(exchange, settings.market.symbol)
-            sys.stderr.write(limits_summary(settings, rules, dry_run))
-            _, source = await open_source(settings, duration_s, log)
             with contextlib.suppress(asyncio.CancelledError):
-                await session.run(source, rules, symbol, duration_s)
+                async with asyncio.TaskGroup() as group:
+                    for session in sessions:
+                        group.create_task(trade(session),
+                                          name=f"live:{session.settings.market.symbol}")
         finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
             await exchange.close()
 
     try:
         asyncio.run(main())
     finally:
-        journal.close()
-    engine = session.engine
-    if engine is None:
-        raise MmbotError("live trading stopped before the market data started")
-    summary = {**run_summary(engine, settings, "dry-run" if dry_run else "live"),
-               "started_ns": start_ns, "ended_ns": time.time_ns(),
-               "orders_left_open_at_venue": session.left_open, "run_dir": str(run.path)}
-    run.write_json("summary.json", summary)
+        for session in sessions:
+            if session.journal is not None:
+                session.journal.close()
+    summaries = []
+    for session, market_run in zip(sessions, runs, strict=True):
+        engine = session.engine
+        if engine is None:
+            raise MmbotError(f"{session.settings.market.symbol}: stopped before the market "
+                             "data started")
+        summary = {**run_summary(engine, session.settings, mode), "started_ns": start_ns,
+                   "ended_ns": time.time_ns(), "orders_left_open_at_venue": session.left_open,
+                   "run_dir": str(market_run.path)}
+        market_run.write_json("summary.json", summary)
+        summaries.append(summary)
     close_logging()
     sys.stderr.write(f"run directory: {run.path}\n")
-    return summary
+    if len(summaries) == 1:
+        return summaries[0]
+    overall = {"markets": summaries, "pnl": sum(s["pnl"] for s in summaries),
+               "global_max_loss": global_max_loss,
+               "global_halt": bool(guard and guard.tripped), "run_dir": str(run.path)}
+    run.write_json("summary.json", overall)
+    return overall

@@ -71,3 +71,26 @@ def test_venue_names_map_to_ccxt_ids() -> None:
     assert ccxt_id("binance") == "binance"
     assert ccxt_id("binance-usdm") == "binanceusdm"
     assert ccxt_id("ccxt:kucoin") == "kucoin"
+
+
+def test_several_markets_must_share_one_venue(tmp_path: Path) -> None:
+    other = tmp_path / "okx.toml"
+    other.write_text(CONFIG.read_text().replace('venue = "binance"', 'venue = "okx"')
+                     .replace('symbol = "BTCUSDT"', 'symbol = "ETH-USDT"'))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMBOT_")}
+    env.update({"MMBOT_API_KEY": "k", "MMBOT_API_SECRET": "s"})
+    proc = subprocess.run([sys.executable, "-m", "bot.cli", "live", "--config", str(CONFIG),
+                           "--config", str(other), "--confirm-live"],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT, env=env,
+                          check=False)
+    assert proc.returncode == 2
+    assert "market.venue" in proc.stderr
+
+
+def test_one_symbol_flag_cannot_name_several_markets(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "bot.cli", "live", "--config", str(CONFIG),
+                           "--config", str(CONFIG), "--symbol", "BTCUSDT", "--confirm-live"],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env={k: v for k, v in os.environ.items()
+                               if not k.startswith("MMBOT_")}, check=False)
+    assert proc.returncode == 2
