@@ -55,7 +55,9 @@ _EPS = 1e-12
 
 
 @dataclass(slots=True)
-class _LiveOrder:
+class LiveOrder:
+    """What we know of one of our orders at the venue."""
+
     client_order_id: str
     side: Side
     price: float
@@ -88,7 +90,7 @@ class CcxtExecution:
         self.log = log
         self.reconcile_attempts = reconcile_attempts
         self.reconcile_delay_s = reconcile_delay_s
-        self.orders: dict[str, _LiveOrder] = {}
+        self.orders: dict[str, LiveOrder] = {}
         self.seen_trades: set[tuple[str, str]] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.errors = 0
@@ -99,7 +101,7 @@ class CcxtExecution:
     def submit(self, command: Command) -> None:
         """Send one command (a task per command; the outcome comes back through ``deliver``)."""
         if isinstance(command, PlaceOrder):
-            self.orders[command.client_order_id] = _LiveOrder(
+            self.orders[command.client_order_id] = LiveOrder(
                 command.client_order_id, command.side, command.price, command.qty)
             if self.dry_run:
                 self._dry_run(command)
@@ -238,7 +240,7 @@ class CcxtExecution:
                 self.orders.pop(live.client_order_id, None)
         return delivered
 
-    def _find(self, coid: str, venue_id: str) -> _LiveOrder | None:
+    def _find(self, coid: str, venue_id: str) -> LiveOrder | None:
         if coid and coid in self.orders:
             return self.orders[coid]
         if venue_id:

@@ -172,6 +172,28 @@ class LiveSession:
                              position=engine.portfolio.position, pnl=engine.portfolio.pnl)
         return applied
 
+    async def adopt(self, engine: Engine, execution: CcxtExecution) -> int:
+        """Manage the open orders of ours found at the venue instead of cancelling them."""
+        from adapters.ccxt_exec import LiveOrder
+
+        found = await execution.our_open_orders()
+        now = time.time_ns()
+        # Best price first on each side, so the touch-most order takes level 0.
+        found.sort(key=lambda o: (o.get("side") != "buy",
+                                  -float(o["price"]) if o.get("side") == "buy"
+                                  else float(o["price"])))
+        for order in found:
+            coid = str(order["clientOrderId"])
+            side = Side.BUY if order.get("side") == "buy" else Side.SELL
+            qty, filled = float(order["amount"]), float(order.get("filled") or 0.0)
+            engine.orders.adopt(coid, side, float(order["price"]), qty, filled, now)
+            execution.orders[coid] = LiveOrder(coid, side, float(order["price"]), qty, filled,
+                                               str(order.get("id") or ""))
+        if found and self.log is not None:
+            self.log.warning("orders_adopted", count=len(found),
+                             client_order_ids=[str(o["clientOrderId"]) for o in found])
+        return len(found)
+
     async def run(self, source: Any, rules: MarketRules, ccxt_symbol: str,
                   duration_s: float | None) -> None:
         """Trade ``source`` (market events) until it ends, ``duration_s`` or cancellation."""
@@ -191,10 +213,13 @@ class LiveSession:
         self.execution = execution
         engine.attach_venue(execution, simulated=False)
         if not self.dry_run:
-            left = await execution.cancel_all_and_confirm()
-            if left:
-                raise MmbotError(f"{left} orders of an earlier run are still open at the "
-                                 "venue after cancelling: not starting")
+            if settings.live.on_start == "adopt":
+                await self.adopt(engine, execution)
+            else:
+                left = await execution.cancel_all_and_confirm()
+                if left:
+                    raise MmbotError(f"{left} orders of an earlier run are still open at the "
+                                     "venue after cancelling: not starting")
             await self.recover(engine, execution)
         fills = None if self.dry_run else asyncio.create_task(
             execution.watch_fills(), name=f"fills:{ccxt_symbol}")

@@ -327,6 +327,19 @@ class OrderManager:
                 commands.append(self._place(side, level, price, qty, ts_ns))
         return commands
 
+    def adopt(self, client_order_id: str, side: Side, price: float, qty: float,
+              filled_qty: float, ts_ns: int) -> ManagedOrder:
+        """Take over an order found resting at the venue (a restart that keeps its quotes).
+
+        It becomes WORKING at the next free level of its side (best price first), so the next
+        diff keeps, moves or cancels it like any order of ours.
+        """
+        level = sum(1 for order in self._orders.values() if order.side is side)
+        order = ManagedOrder(client_order_id, side, price, qty, filled_qty, OrderState.WORKING,
+                             level, ts_ns)
+        self._orders[client_order_id] = order
+        return order
+
     def cancel_all(self, ts_ns: int) -> list[CancelOrder]:
         """Return a cancel for every live order that is not already pending cancel."""
         return [

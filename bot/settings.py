@@ -183,6 +183,14 @@ class SimMarketSettings(_Section):
     seed: int = 1
 
 
+class LiveSettings(_Section):
+    """Live trading behaviour."""
+
+    on_start: Literal["cancel", "adopt"] = Field(
+        "cancel", description="open orders of ours found at start: cancel them or manage them"
+    )
+
+
 class BenchmarkSettings(_Section):
     """The fixed-spread benchmark replayed on the same data after the strategy."""
 
@@ -222,6 +230,7 @@ class Settings(BaseSettings):
     sim_market: SimMarketSettings = SimMarketSettings()
     health: HealthSettings = HealthSettings()
     benchmark: BenchmarkSettings = BenchmarkSettings()
+    live: LiveSettings = LiveSettings()
     run: RunSettings = RunSettings()
     api_key: SecretStr | None = Field(None, exclude=True)
     api_secret: SecretStr | None = Field(None, exclude=True)

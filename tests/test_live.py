@@ -433,3 +433,43 @@ async def test_global_loss_limit_over_two_markets_halts_both_and_cancels_everyth
         assert session.engine.portfolio.pnl > -100.0  # its own limit never tripped
     assert guard.total_pnl() <= -1.5
     assert fake.open_orders() == []
+
+
+async def test_adopt_on_start_manages_our_resting_orders_instead_of_cancelling_them(
+    fake: FakeBinanceSpot, rest: Any
+) -> None:
+    settings = load_settings(None, {
+        "market": {"venue": "binance", "symbol": "BTCUSDT"},
+        "strategy": {"kind": "fixed_spread", "half_spread_ticks": 50.0,
+                     "ladder": {"order_qty": 0.001}},
+        "model": {"estimate_sigma": False},
+        "orders": {"client_id_prefix": "mma", "requote_ticks": 1000.0},
+        "live": {"on_start": "adopt"},
+    }, environ={})
+    # Left by an earlier run: a bid of ours, partly filled, and somebody else's order.
+    await rest.create_order(SYMBOL, "limit", "buy", 0.001, 59999.50,
+                            {"postOnly": True, "clientOrderId": "mma-old-1"})
+    await fake.fill("mma-old-1", qty="0.0004")
+    await rest.create_order(SYMBOL, "limit", "buy", 0.001, 59000.00,
+                            {"postOnly": True, "clientOrderId": "other-bot-1"})
+    session = LiveSession(settings, rest, None, None, dry_run=False)
+    stop = asyncio.Event()
+    seen_at_start: list[str] = []
+
+    async def market() -> AsyncIterator[MarketEvent]:
+        assert session.engine is not None
+        seen_at_start.extend(session.engine.orders.orders)
+        async for event in scripted_market(fake, stop, [(60000.0, 60000.01)] * 3):
+            yield event
+
+    async with asyncio.timeout(TIMEOUT_S):
+        await session.run(market(), MarketRules(0.01, 0.00001), SYMBOL, duration_s=1.0)
+
+    assert seen_at_start == ["mma-old-1"]  # adopted, not cancelled, before any market data
+    engine = session.engine
+    assert engine is not None
+    adopted_cancels = [r for r in fake.requests_to("DELETE", "/api/v3/order")
+                       if r.params.get("origClientOrderId") == "mma-old-1"]
+    assert len(adopted_cancels) == 1  # only on the way out
+    # Ours are all gone at the end; somebody else's order is untouched.
+    assert [o.client_order_id for o in fake.open_orders("BTCUSDT")] == ["other-bot-1"]
