@@ -99,10 +99,12 @@ def build_gate(settings: Settings) -> RiskGate:
 
 @dataclass(frozen=True, slots=True)
 class MarketRules:
-    """Tick and lot of the market being traded, resolved from settings or the venue."""
+    """Tick, lot and minimum order of the market, resolved from settings or the venue."""
 
     tick_size: float
     lot_size: float
+    min_qty: float = 0.0
+    min_notional: float = 0.0
 
 
 def infer_rules(snapshot: BookSnapshot) -> MarketRules:
@@ -122,8 +124,10 @@ def build_order_manager(settings: Settings, rules: MarketRules, run_tag: str = "
     """Return the order manager; ``run_tag`` makes client order ids unique per run."""
     m, o = settings.market, settings.orders
     return OrderManager(OrderManagerConfig(
-        symbol=m.symbol, tick_size=rules.tick_size, lot_size=rules.lot_size, min_qty=m.min_qty,
-        min_notional=m.min_notional, requote_ticks=o.requote_ticks,
+        symbol=m.symbol, tick_size=rules.tick_size, lot_size=rules.lot_size,
+        min_qty=max(m.min_qty, rules.min_qty), min_notional=max(m.min_notional,
+                                                                 rules.min_notional),
+        requote_ticks=o.requote_ticks,
         max_order_age_ns=round(o.max_order_age_s * NS), post_only=o.post_only,
         client_id_prefix=f"{o.client_id_prefix}{run_tag}",
     ))

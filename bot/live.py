@@ -94,7 +94,8 @@ def limits_summary(settings: Settings, rules: MarketRules, dry_run: bool) -> str
         f"max notional {r.max_order_notional}\n"
         f"  loss limit {r.max_loss}, max drawdown {r.max_drawdown}, "
         f"order rate {r.max_orders_per_s}/s\n"
-        f"  tick {rules.tick_size}, lot {rules.lot_size}\n"
+        f"  tick {rules.tick_size}, lot {rules.lot_size}, min order {rules.min_qty} "
+        f"(notional {rules.min_notional})\n"
     )
 
 
@@ -125,7 +126,10 @@ async def unified_symbol(exchange: Any, native: str) -> tuple[str, MarketRules]:
     if market is None:
         raise ConfigError("market.symbol", f"{exchange.id} has no market {native!r}")
     tick, lot = market_rules(market, exchange.precisionMode)
-    return str(market["symbol"]), MarketRules(tick, lot)
+    limits = market.get("limits") or {}
+    min_qty = (limits.get("amount") or {}).get("min") or 0.0
+    min_notional = (limits.get("cost") or {}).get("min") or 0.0
+    return str(market["symbol"]), MarketRules(tick, lot, float(min_qty), float(min_notional))
 
 
 class LiveSession:

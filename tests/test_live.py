@@ -473,3 +473,33 @@ async def test_adopt_on_start_manages_our_resting_orders_instead_of_cancelling_t
     assert len(adopted_cancels) == 1  # only on the way out
     # Ours are all gone at the end; somebody else's order is untouched.
     assert [o.client_order_id for o in fake.open_orders("BTCUSDT")] == ["other-bot-1"]
+
+
+async def test_markets_give_tick_lot_and_minimums_and_dry_run_sends_nothing(
+    fake: FakeBinanceSpot, rest: Any, tmp_path: Path
+) -> None:
+    from bot.live import unified_symbol
+
+    symbol, rules = await unified_symbol(rest, "BTCUSDT")
+    assert symbol == SYMBOL
+    assert (rules.tick_size, rules.lot_size, rules.min_notional) == (0.01, 0.00001, 5.0)
+
+    log_path = tmp_path / "log.jsonl"
+    configure_logging("info", log_path)
+    settings = load_settings(None, {
+        "market": {"venue": "binance", "symbol": "BTCUSDT"},
+        "strategy": {"kind": "fixed_spread", "half_spread_ticks": 50.0,
+                     "ladder": {"order_qty": 0.001}},
+        "model": {"estimate_sigma": False},
+    }, environ={})
+    session = LiveSession(settings, rest, None, get_logger(), dry_run=True)
+    stop = asyncio.Event()
+    before = len(fake.requests)
+    async with asyncio.timeout(TIMEOUT_S):
+        await session.run(scripted_market(fake, stop, [(60000.0, 60000.01)] * 3), rules,
+                          SYMBOL, duration_s=0.8)
+
+    assert session.engine is not None and session.engine.stats.orders_sent > 0
+    assert fake.requests[before:] == []  # nothing reached the venue, not even a read
+    logged = await asyncio.to_thread(log_path.read_text)
+    assert "dry_run_place" in logged
