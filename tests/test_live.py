@@ -503,3 +503,27 @@ async def test_markets_give_tick_lot_and_minimums_and_dry_run_sends_nothing(
     assert fake.requests[before:] == []  # nothing reached the venue, not even a read
     logged = await asyncio.to_thread(log_path.read_text)
     assert "dry_run_place" in logged
+
+
+async def test_a_moving_market_amends_quotes_by_cancel_and_replace_at_the_venue(
+    fake: FakeBinanceSpot, rest: Any
+) -> None:
+    settings = load_settings(None, {
+        "market": {"venue": "binance", "symbol": "BTCUSDT"},
+        "strategy": {"kind": "fixed_spread", "half_spread_ticks": 50.0,
+                     "ladder": {"order_qty": 0.001}},
+        "model": {"estimate_sigma": False},
+        "orders": {"client_id_prefix": "mmq", "requote_ticks": 10.0},
+    }, environ={})
+    session = LiveSession(settings, rest, None, None, dry_run=False)
+    stop = asyncio.Event()
+    prices = [(60000.0, 60000.01)] * 3 + [(60005.0, 60005.01)] * 3
+    async with asyncio.timeout(TIMEOUT_S):
+        await session.run(scripted_market(fake, stop, prices), MarketRules(0.01, 0.00001),
+                          SYMBOL, duration_s=1.5)
+
+    posts = fake.requests_to("POST", "/api/v3/order")
+    prices_sent = sorted({float(r.params["price"]) for r in posts})
+    assert prices_sent == [59999.5, 60000.51, 60004.5, 60005.51]  # both sides moved once
+    assert len(fake.requests_to("DELETE", "/api/v3/order")) >= 2
+    assert fake.open_orders("BTCUSDT") == []
