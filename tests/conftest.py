@@ -35,3 +35,11 @@ def _quiet_logs() -> None:
     from bot.logs import configure_logging
 
     configure_logging("error", None)
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep a developer's proxy settings away from loopback traffic."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "ws_proxy", "wss_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)

@@ -31,6 +31,7 @@ from fakes.venues import (
     Capture,
     FakeBinance,
     FakeBybit,
+    FakeOkx,
     Fault,
     load_binance_usdm,
     load_bybit_linear,
@@ -65,14 +66,6 @@ BYBIT_CAPTURE = Path("cryptofeed") / "BYBIT.jsonl.gz"
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep a developer's proxy settings away from loopback traffic (websockets and urllib)."""
-    for name in ("http_proxy", "https_proxy", "all_proxy", "ws_proxy", "wss_proxy"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
-
-
 @pytest.fixture
 def binance_capture(shared_data: Path) -> Capture:
     """Return the first 4000 lines of the recorded Binance USD-M BTCUSDT session."""
@@ -85,10 +78,10 @@ def bybit_capture(shared_data: Path) -> Capture:
     return load_bybit_linear(shared_data / BYBIT_CAPTURE, "BTCUSDT")
 
 
-def make_engine() -> Engine:
-    """Return a BTCUSDT engine quoting a fixed spread on a zero-latency simulated venue."""
+def make_engine(symbol: str = "BTCUSDT") -> Engine:
+    """Return an engine quoting a fixed spread on a zero-latency simulated venue."""
     settings = load_settings(None, {
-        "market": {"symbol": "BTCUSDT", "tick_size": 0.1, "lot_size": 0.001},
+        "market": {"symbol": symbol, "tick_size": 0.1, "lot_size": 0.001},
         "strategy": {"kind": "fixed_spread", "half_spread_ticks": 2.0,
                      "ladder": {"order_qty": 0.01}},
         "model": {"estimate_sigma": False},
@@ -176,7 +169,9 @@ def base_delay(policy: ReconnectPolicy, attempt: int) -> float:
     return min(policy.max_s, policy.initial_s * policy.factor**attempt)
 
 
-def assert_book_matches_venue(engine: Engine, venue: FakeBinance | FakeBybit) -> None:
+def assert_book_matches_venue(
+    engine: Engine, venue: FakeBinance | FakeBybit | FakeOkx
+) -> None:
     """The client's book is the venue's book: best bid/ask and the top levels of each side."""
     book = engine.book
     assert book.valid, book.invalid_reason

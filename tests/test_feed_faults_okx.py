@@ -36,19 +36,16 @@ from test_feed_faults import (
     TEST_TIMEOUT_S,
     TOP_LEVELS,
     Tape,
+    assert_book_matches_venue,
     assert_quotes_pulled_while_invalid,
     consume,
+    make_engine,
 )
 
 from adapters.okx import OkxParser
-from adapters.sim_venue import SimVenue
 from adapters.ws import WebSocketFeed
-from bot.app import MarketRules, build_engine
-from bot.clock import VirtualClock
 from bot.engine import Engine
-from bot.events import BookDelta, BookInvalid, BookSnapshot, MarketEvent, Side
-from bot.paper import sim_venue_config
-from bot.settings import load_settings
+from bot.events import BookDelta, BookInvalid, BookSnapshot, MarketEvent
 
 OKX_CAPTURE = Path("cryptofeed") / "OKX.jsonl.gz"
 INST_ID = "BTC-USDT"
@@ -62,36 +59,10 @@ NS_PER_MS = 1_000_000
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep a developer's proxy settings away from loopback traffic."""
-    for name in ("http_proxy", "https_proxy", "all_proxy", "ws_proxy", "wss_proxy"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
-
-
 @pytest.fixture
 def okx_capture(shared_data: Path) -> OkxCapture:
     """Return the recorded OKX BTC-USDT books (snapshot + 97 updates) and trades."""
     return load_okx_books(shared_data / OKX_CAPTURE, INST_ID)
-
-
-def make_engine() -> Engine:
-    """Return a BTC-USDT engine quoting a fixed spread on a zero-latency simulated venue."""
-    settings = load_settings(None, {
-        "market": {"symbol": INST_ID, "tick_size": 0.1, "lot_size": 0.001},
-        "strategy": {"kind": "fixed_spread", "half_spread_ticks": 2.0,
-                     "ladder": {"order_qty": 0.01}},
-        "model": {"estimate_sigma": False},
-        "risk": {"max_inventory": 1.0},
-        "sim_venue": {"fill_model": "touch", "entry_latency_ms": 0.0,
-                      "cancel_latency_ms": 0.0},
-    }, environ={})
-    clock = VirtualClock()
-    engine = build_engine(settings, MarketRules(0.1, 0.001), clock, None, log=None)
-    venue = SimVenue(sim_venue_config(settings), clock, engine.on_order_event, engine.book)
-    engine.attach_venue(venue, simulated=True)
-    return engine
 
 
 def okx_parser(venue: FakeOkx) -> OkxParser:
@@ -146,17 +117,6 @@ async def run_until_caught_up(feed: TrackedFeed, engine: Engine, venue: FakeOkx)
             await consumer
     assert not venue.errors, venue.errors
     return tape
-
-
-def assert_book_matches_venue(engine: Engine, venue: FakeOkx) -> None:
-    """The client's book is the venue's book: best bid/ask and the top levels of each side."""
-    book = engine.book
-    assert book.valid, book.invalid_reason
-    venue_bids = venue.book.levels(True, TOP_LEVELS)
-    venue_asks = venue.book.levels(False, TOP_LEVELS)
-    assert (book.best_bid, book.best_ask) == (venue_bids[0][0], venue_asks[0][0])
-    assert book.depth(Side.BUY, TOP_LEVELS) == venue_bids
-    assert book.depth(Side.SELL, TOP_LEVELS) == venue_asks
 
 
 def assert_every_book_message_was_checked(parser: OkxParser) -> None:
@@ -221,7 +181,7 @@ async def test_okx_healthy_session_checks_every_checksum_and_matches_the_venue(
     async with asyncio.timeout(TEST_TIMEOUT_S), FakeOkx(okx_capture) as venue:
         parser = okx_parser(venue)
         feed = TrackedFeed(parser, seed=11)
-        engine = make_engine()
+        engine = make_engine(INST_ID)
 
         tape = await run_until_caught_up(feed, engine, venue)
 
@@ -246,7 +206,7 @@ async def test_okx_wrong_checksum_resubscribes_on_a_new_connection_and_rebuilds(
             FakeOkx(okx_capture, [Fault(corrupt_checksum_at=30)]) as venue:
         parser = okx_parser(venue)
         feed = TrackedFeed(parser, seed=12)
-        engine = make_engine()
+        engine = make_engine(INST_ID)
 
         tape = await run_until_caught_up(feed, engine, venue)
 
@@ -276,7 +236,7 @@ async def test_okx_lost_update_without_seq_ids_is_caught_by_the_next_updates_che
             FakeOkx(okx_capture, [Fault(skip_frame_at=40)]) as venue:
         parser = okx_parser(venue)
         feed = TrackedFeed(parser, seed=13)
-        engine = make_engine()
+        engine = make_engine(INST_ID)
 
         tape = await run_until_caught_up(feed, engine, venue)
 
@@ -304,7 +264,7 @@ async def test_okx_drop_mid_stream_then_503_handshake_reconnects_and_resyncs(
     async with asyncio.timeout(TEST_TIMEOUT_S), FakeOkx(okx_capture, faults) as venue:
         parser = okx_parser(venue)
         feed = TrackedFeed(parser, seed=14)
-        engine = make_engine()
+        engine = make_engine(INST_ID)
 
         tape = await run_until_caught_up(feed, engine, venue)
 
@@ -327,7 +287,7 @@ async def test_okx_garbage_frames_are_counted_and_a_corrupt_book_update_forces_a
             FakeOkx(okx_capture, [Fault(garbage_at=30)]) as venue:
         parser = okx_parser(venue)
         feed = TrackedFeed(parser, seed=15)
-        engine = make_engine()
+        engine = make_engine(INST_ID)
 
         tape = await run_until_caught_up(feed, engine, venue)
 
@@ -352,7 +312,7 @@ async def test_okx_silent_and_half_open_connections_are_dropped_by_the_watchdog(
     async with asyncio.timeout(TEST_TIMEOUT_S), FakeOkx(okx_capture, faults) as venue:
         parser = okx_parser(venue)
         feed = TrackedFeed(parser, seed=16)
-        engine = make_engine()
+        engine = make_engine(INST_ID)
 
         tape = await run_until_caught_up(feed, engine, venue)
 
@@ -375,7 +335,7 @@ async def test_okx_bad_checksum_right_after_a_snapshot_then_a_lost_update_both_r
     async with asyncio.timeout(TEST_TIMEOUT_S), FakeOkx(okx_capture, faults) as venue:
         parser = okx_parser(venue)
         feed = TrackedFeed(parser, seed=17)
-        engine = make_engine()
+        engine = make_engine(INST_ID)
 
         tape = await run_until_caught_up(feed, engine, venue)
 
