@@ -195,12 +195,8 @@ class _CheckedBook:
         ts_local_ns: int,
     ) -> list[MarketEvent]:
         """Replace the book; verify ``checksum`` when given (v1 snapshots have none)."""
-        self.bids.clear()
-        self.asks.clear()
-        for price, digits, qty in bids:
-            self.bids.set(price, digits, qty)
-        for price, digits, qty in asks:
-            self.asks.set(price, digits, qty)
+        self.bids.replace(bids)
+        self.asks.replace(asks)
         self.bids.truncate(depth)
         self.asks.truncate(depth)
         self.synced = True

@@ -358,12 +358,8 @@ class OkxParser:
         ts_exchange_ns: int,
         ts_local_ns: int,
     ) -> list[MarketEvent]:
-        self._bids.clear()
-        self._asks.clear()
-        for price, text, qty in bids:
-            self._bids.set(price, text, qty)
-        for price, text, qty in asks:
-            self._asks.set(price, text, qty)
+        self._bids.replace(bids)
+        self._asks.replace(asks)
         self._synced = True
         self._last_seq = seq
         self._resync = Resync.NONE

@@ -9,6 +9,7 @@ and the worst ones, those depth truncation removes, are at the front.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from collections.abc import Iterable
 
 from bot.events import Level
 
@@ -28,6 +29,12 @@ class TextBookSide:
         """Remove every level."""
         self.keys.clear()
         self.levels.clear()
+
+    def replace(self, levels: Iterable[tuple[float, str, float]]) -> None:
+        """Replace every level with ``levels`` of ``(price, text, qty)`` (a snapshot)."""
+        self.clear()
+        for price, text, qty in levels:
+            self.set(price, text, qty)
 
     def set(self, price: float, text: str, qty: float) -> None:
         """Set a level's absolute quantity; 0 removes it (a missing level is fine)."""
