@@ -14,13 +14,13 @@ q in units of that size (see ``strategies.base`` for how the class counts it).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
 from bot.events import MarketState, QuoteSet
 from strategies.base import (
     HorizonMode,
+    can_quote,
     check_horizon,
     inventory_free_depth,
     require_non_negative,
@@ -148,12 +148,7 @@ class AvellanedaStoikov:
         """
         p = self._params
         mid, sigma, k, inventory = state.mid, state.sigma, state.intensity_k, state.inventory
-        if not (
-            0 < mid < math.inf
-            and 0 <= sigma < math.inf
-            and 0 < k < math.inf
-            and math.isfinite(inventory)
-        ):
+        if not can_quote(state, uses_intensity_a=False):
             return QuoteSet.empty()
         tau_s = time_to_horizon_s(
             state.ts_ns, p.horizon, p.session_s, p.session_origin_ns, p.rolling_horizon_s

@@ -53,6 +53,19 @@ def require_non_negative(field: str, value: float) -> None:
         raise ValueError(f"{field} must be finite and non-negative, got {value!r}")
 
 
+def can_quote(state: MarketState, uses_intensity_a: bool) -> bool:
+    """Return whether ``state`` holds usable model inputs: mid > 0, σ >= 0, k > 0 (and A > 0
+    when the model uses it) all finite, and a finite inventory. Strategies quote nothing
+    otherwise, rather than raise on the hot path."""
+    return (
+        0 < state.mid < math.inf
+        and 0 <= state.sigma < math.inf
+        and 0 < state.intensity_k < math.inf
+        and math.isfinite(state.inventory)
+        and (not uses_intensity_a or 0 < state.intensity_a < math.inf)
+    )
+
+
 def inventory_free_depth(gamma: float, k: float) -> float:
     """Return ``(1/gamma)·ln(1 + gamma/k)``, the optimal depth when inventory carries no risk.
 

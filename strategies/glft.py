@@ -34,6 +34,7 @@ from bot.events import MarketState, QuoteSet
 from strategies.base import (
     GAMMA_ZERO,
     HorizonMode,
+    can_quote,
     check_horizon,
     inventory_free_depth,
     require_non_negative,
@@ -191,14 +192,7 @@ class GLFTAsymptotic:
         p = self._params
         mid, sigma, inventory = state.mid, state.sigma, state.inventory
         a, k = state.intensity_a, state.intensity_k
-        if not (
-            0 < mid < math.inf
-            and 0 <= sigma < math.inf
-            and 0 < a < math.inf
-            and 0 < k < math.inf
-            and math.isfinite(inventory)
-            and (sigma > 0 or p.drift == 0.0)
-        ):
+        if not can_quote(state, uses_intensity_a=True) or (sigma == 0 and p.drift != 0.0):
             return QuoteSet.empty()
         fill_qty = p.ladder.order_qty
         bid_depth, ask_depth = glft_asymptotic_depths(
@@ -472,13 +466,7 @@ class GLFTExact:
         p = self._params
         mid, sigma, inventory = state.mid, state.sigma, state.inventory
         a, k = state.intensity_a, state.intensity_k
-        if not (
-            0 < mid < math.inf
-            and 0 <= sigma < math.inf
-            and 0 < a < math.inf
-            and 0 < k < math.inf
-            and math.isfinite(inventory)
-        ):
+        if not can_quote(state, uses_intensity_a=True):
             return QuoteSet.empty()
         fill_qty = p.ladder.order_qty
         key = (sigma, a, k)
