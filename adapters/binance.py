@@ -41,7 +41,17 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 
 from adapters.feed import FeedStats, Resync
-from bot.events import BookDelta, BookInvalid, BookSnapshot, Level, MarketEvent, Side, Trade
+from bot.errors import DataError
+from bot.events import (
+    BookDelta,
+    BookInvalid,
+    BookSnapshot,
+    DeferredBookDelta,
+    Level,
+    MarketEvent,
+    Side,
+    Trade,
+)
 
 Market = Literal["spot", "usdm", "coinm"]
 TradeStream = Literal["trade", "aggTrade"]
@@ -81,6 +91,7 @@ _BOOK_TRADE_TYPES: Final = frozenset({"MARKET", "LIQUIDATION"})
 _SNAPSHOT_LIMIT: Final = 1000
 _MS_TO_NS: Final = 1_000_000
 _INF: Final = math.inf
+_NAN: Final = math.nan
 _ENVELOPE: Final = '{"stream":"'
 _ENVELOPE_LEN: Final = len(_ENVELOPE)
 _MAX_CACHED_STREAMS: Final = 256
@@ -95,7 +106,7 @@ _UNKNOWN: Final = 4
 _PARSE_ERRORS: Final = (KeyError, TypeError, ValueError, IndexError, AttributeError)
 
 # One buffered diff: (U, u, pu or -1 on spot, the delta ready to emit).
-_Diff = tuple[int, int, int, BookDelta]
+_Diff = tuple[int, int, int, BookDelta | DeferredBookDelta]
 
 
 def normalize_symbol(symbol: str) -> str:
@@ -193,8 +204,27 @@ class _Snapshot(msgspec.Struct):
     E: int = 0
 
 
+class _RawDepthData(msgspec.Struct):
+    s: str
+    E: int
+    U: int
+    u: int
+    b: msgspec.Raw
+    a: msgspec.Raw
+    pu: int = -1
+
+
+class _RawDepthEnvelope(msgspec.Struct):
+    data: _RawDepthData
+
+
 _DEPTH_DECODER: Final = msgspec.json.Decoder(_DepthEnvelope, strict=False)
+_RAW_DEPTH_DECODER: Final = msgspec.json.Decoder(_RawDepthEnvelope)
+_LEVELS_DECODER: Final = msgspec.json.Decoder(_WireLevels, strict=False)
 _SNAPSHOT_DECODER: Final = msgspec.json.Decoder(_Snapshot, strict=False)
+
+# Touch-first splitting (``touch_levels``): frames shorter than this are decoded whole.
+_SPLIT_MIN_CHARS: Final = 2048
 _DECODE_ERRORS: Final = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
 
 
@@ -214,6 +244,167 @@ def _levels(raw_levels: Any) -> tuple[Level, ...] | None:
     if len(levels) != len(raw_levels):
         return None
     return tuple(levels)
+
+
+def _strip_comma(raw: str) -> str:
+    """Drop the separator after the last complete level of a sliced array."""
+    return raw.rstrip(" \t\r\n").removesuffix(",")
+
+
+def _split_tail(raw: str, count: int) -> tuple[tuple[Level, ...], float, str]:
+    """Split a level array before its last ``count`` levels.
+
+    Returns those levels (decoded, validated), the price of the level before them (the
+    first deep one; nan if there is none) and the raw deep array ("" if none).
+
+    Raises:
+        msgspec.DecodeError, msgspec.ValidationError: The levels taken are corrupt.
+    """
+    # Levels hold only decimal strings, so every "[" after the outer one opens a level.
+    start = len(raw)
+    near_start = -1
+    for _ in range(count + 1):
+        near_start = start
+        start = raw.rfind("[", 1, start)
+        if start < 0:
+            return tuple(_LEVELS_DECODER.decode(raw)), _NAN, ""
+    levels = _LEVELS_DECODER.decode("[" + raw[start:])
+    return tuple(levels[1:]), levels[0][0], _strip_comma(raw[:near_start]) + "]"
+
+
+def _split_head(raw: str, count: int) -> tuple[tuple[Level, ...], float, str]:
+    """Split a level array after its first ``count`` levels.
+
+    Returns those levels (decoded, validated), the price of the next one (the first deep
+    one; nan if there is none) and the raw deep array ("" if none).
+
+    Raises:
+        msgspec.DecodeError, msgspec.ValidationError: The levels taken are corrupt.
+    """
+    start = 0
+    for _ in range(count + 1):
+        start = raw.find("[", start + 1)
+        if start < 0:
+            return tuple(_LEVELS_DECODER.decode(raw)), _NAN, ""
+    # ``start`` opens the level after the near ones (the first deep level).
+    end = raw.find("[", start + 1)
+    head = raw if end < 0 else _strip_comma(raw[:end]) + "]"
+    levels = _LEVELS_DECODER.decode(head)
+    return tuple(levels[:-1]), levels[-1][0], "[" + raw[start:]
+
+
+def _split(raw: str, count: int, at_end: bool) -> tuple[tuple[Level, ...], float, str]:
+    """Take the ``count`` levels of a side nearest the touch (see ``_nearest_at_end``)."""
+    return _split_tail(raw, count) if at_end else _split_head(raw, count)
+
+
+def _nearest_at_end(raw: str, bids: bool) -> bool:
+    """Tell from its two end levels whether a side's levels nearest the touch come last.
+
+    Binance sorts every side by price, but not the same way everywhere (spot bids descend,
+    futures bids ascend): the highest bid, or the lowest ask, is nearest the touch.
+
+    Raises:
+        msgspec.DecodeError, msgspec.ValidationError: An end level is corrupt.
+    """
+    first_end = raw.find("]", 1)
+    last_start = raw.rfind("[")
+    if first_end < 0 or last_start <= first_end:
+        return True  # one level or none: either way
+    first = _LEVELS_DECODER.decode(raw[: first_end + 1] + "]")[0][0]
+    last = _LEVELS_DECODER.decode("[" + raw[last_start:])[0][0]
+    return (first < last) == bids
+
+
+_BIDS_KEY: Final = ',"b":['
+_ASKS_KEY: Final = '],"a":['
+_FRAME_END: Final = "]}}"
+_EMPTY_LEVELS: Final = ',"b":[],"a":[]}}'
+
+
+def _cut_depth_frame(text: str) -> tuple[str, str, str] | None:
+    """Cut a compact combined-stream diff into its head and its raw bid and ask arrays.
+
+    Binance writes the two level arrays last (``...,"b":[...],"a":[...]}}``); the head is
+    returned with empty arrays so it decodes on its own. None for any other layout (the caller
+    then decodes the frame generically).
+    """
+    bids_at = text.find(_BIDS_KEY)
+    if bids_at < 0 or not text.endswith(_FRAME_END):
+        return None
+    # From the end: a forward search stumbles over every "]" of the bids (3x slower).
+    asks_at = text.rfind(_ASKS_KEY, bids_at)
+    if asks_at < 0:
+        return None
+    head = text[:bids_at] + _EMPTY_LEVELS
+    bids = text[bids_at + len(_BIDS_KEY) - 1 : asks_at + 1]
+    asks = text[asks_at + len(_ASKS_KEY) - 1 : len(text) - 2]
+    return head, bids, asks
+
+
+class _DeepLevels:
+    """The deferred part of a split diff (``DeepLevels``): raw level arrays, decoded on demand.
+
+    Each side is sorted by price; ``*_at_end`` says whether the levels nearest the touch are
+    at the end of its array (taken from the end) or at the start.
+    """
+
+    __slots__ = ("_asks", "_asks_at_end", "_bids", "_bids_at_end", "_epoch", "_near",
+                 "_parser")
+
+    def __init__(self, parser: BinanceParser, epoch: int, near: BookDelta, bids: str,
+                 bids_at_end: bool, asks: str, asks_at_end: bool) -> None:
+        self._parser = parser
+        self._epoch = epoch
+        self._near = near
+        self._bids = bids
+        self._bids_at_end = bids_at_end
+        self._asks = asks
+        self._asks_at_end = asks_at_end
+
+    def more(self, count: int) -> tuple[BookDelta, float, float]:
+        """Decode the next ``count`` levels per side nearest the touch (see ``DeepLevels``)."""
+        bid_max, ask_min = -_INF, _INF
+        bids: tuple[Level, ...] = ()
+        asks: tuple[Level, ...] = ()
+        try:
+            if self._bids:
+                bids, bid_max, self._bids = _split(self._bids, count, self._bids_at_end)
+            if self._asks:
+                asks, ask_min, self._asks = _split(self._asks, count, self._asks_at_end)
+        except _DECODE_ERRORS as exc:
+            raise self._corrupt(exc) from None
+        return (self._delta(bids, asks), -_INF if bid_max != bid_max else bid_max,
+                _INF if ask_min != ask_min else ask_min)
+
+    def rest(self) -> BookDelta:
+        """Decode every level not handed out yet (see ``DeepLevels``)."""
+        try:
+            bids = tuple(_LEVELS_DECODER.decode(self._bids)) if self._bids else ()
+            asks = tuple(_LEVELS_DECODER.decode(self._asks)) if self._asks else ()
+        except _DECODE_ERRORS as exc:
+            raise self._corrupt(exc) from None
+        self._bids = self._asks = ""
+        return self._delta(bids, asks)
+
+    def whole(self) -> BookDelta:
+        """Decode every level, the near ones included, in wire order (see ``DeepLevels``)."""
+        deep = self.rest()
+        near = self._near
+        bids = deep.bids + near.bids if self._bids_at_end else near.bids + deep.bids
+        asks = deep.asks + near.asks if self._asks_at_end else near.asks + deep.asks
+        return self._delta(bids, asks)
+
+    def _delta(self, bids: tuple[Level, ...], asks: tuple[Level, ...]) -> BookDelta:
+        near = self._near
+        return BookDelta(near.ts_exchange_ns, near.ts_local_ns, near.symbol, bids, asks,
+                         near.sequence, True)
+
+    def _corrupt(self, exc: Exception) -> DataError:
+        self._bids = self._asks = ""
+        self._parser._deep_corrupt(self._epoch)
+        near = self._near
+        return DataError(f"{near.symbol}: corrupt depth level in update {near.sequence}: {exc}")
 
 
 class BinanceParser:
@@ -237,6 +428,7 @@ class BinanceParser:
         ws_base: str | None = None,
         rest_base: str | None = None,
         buffer_limit: int = 10_000,
+        touch_levels: int = 0,
     ) -> None:
         """Create a parser; it starts out waiting for a REST snapshot.
 
@@ -250,6 +442,9 @@ class BinanceParser:
             ws_base: Websocket base address instead of Binance's (tests use 127.0.0.1).
             rest_base: REST base address instead of Binance's.
             buffer_limit: How many diffs to keep while waiting for a snapshot.
+            touch_levels: When > 0, large in-sync diffs become ``DeferredBookDelta``: this
+                many changed levels per side nearest the touch are decoded at once, the rest
+                when asked (for the engine, which quotes before booking deep levels).
 
         Raises:
             ValueError: Unknown market, speed or trade stream, bad symbol, or buffer_limit < 1.
@@ -265,6 +460,8 @@ class BinanceParser:
             raise ValueError(f"trade_stream must be 'trade' or 'aggTrade', got {trade_stream!r}")
         if buffer_limit < 1:
             raise ValueError(f"buffer_limit must be >= 1, got {buffer_limit}")
+        if touch_levels < 0:
+            raise ValueError(f"touch_levels must be >= 0, got {touch_levels}")
         self.market: Market = market
         self.venue = _VENUES[market]
         self.symbol = normalize_symbol(symbol)
@@ -285,6 +482,10 @@ class BinanceParser:
         self._trade_kind = _TRADE if trade_stream == "trade" else _AGG_TRADE
         self._stream_kinds: dict[str, int] = {}
 
+        self.touch_levels = touch_levels
+        # Counts connections and syncs, so a deferred part that turns out corrupt resyncs only
+        # the book it belongs to.
+        self._epoch = 0
         self._buffer: deque[_Diff] = deque(maxlen=buffer_limit)
         self._resync = Resync.REST_SNAPSHOT
         self._last_update_id = 0
@@ -337,6 +538,7 @@ class BinanceParser:
         self._resync = Resync.REST_SNAPSHOT
         self._last_update_id = 0
         self._awaiting_first = False
+        self._epoch += 1
 
     # ----------------------------------------------------------------------------------------
     # FeedParser: frames
@@ -453,6 +655,7 @@ class BinanceParser:
         self._resync = Resync.NONE
         self._last_update_id = last_id
         self._awaiting_first = True
+        self._epoch += 1
         stats.book_events += 1
         out: list[MarketEvent] = [
             BookSnapshot(ts_exchange_ns, ts_local_ns, self.symbol, bids, asks, last_id, True)
@@ -510,6 +713,9 @@ class BinanceParser:
 
     def _on_depth_frame(self, text: str, ts_local_ns: int) -> list[MarketEvent]:
         """Decode a combined-stream depth frame with the typed decoder (the hot path)."""
+        if (self.touch_levels and len(text) >= _SPLIT_MIN_CHARS
+                and self._resync is Resync.NONE and not self._awaiting_first):
+            return self._on_large_depth_frame(text, ts_local_ns)
         try:
             data = _DEPTH_DECODER.decode(text).data
         except _DECODE_ERRORS:
@@ -521,6 +727,66 @@ class BinanceParser:
         delta = BookDelta(data.E * _MS_TO_NS, ts_local_ns, self.symbol, tuple(data.b),
                           tuple(data.a), data.u, True)
         return self._sequence(data.U, data.u, data.pu if self._futures else -1, delta)
+
+    def _on_large_depth_frame(self, text: str, ts_local_ns: int) -> list[MarketEvent]:
+        """Split a large in-sync diff: decode the levels nearest the touch, defer the rest.
+
+        Binance lists both sides of a diff in ascending price order, so the changed bids
+        nearest the touch are the last ones and the asks the first ones. The level arrays
+        are cut out of the text (Binance's compact layout; any other layout is decoded with
+        the arrays left raw, their JSON syntax checked), the ``touch_levels`` levels of each
+        side nearest the touch plus one boundary level are decoded and validated now, and the
+        deep rest when the engine asks for it.
+        """
+        stats = self.stats
+        cut = _cut_depth_frame(text)
+        try:
+            if cut is not None:
+                head, bids_raw, asks_raw = cut
+                data: _DepthData | _RawDepthData = _DEPTH_DECODER.decode(head).data
+            else:
+                data = _RAW_DEPTH_DECODER.decode(text).data
+                bids_raw = bytes(data.b).decode()
+                asks_raw = bytes(data.a).decode()
+        except _DECODE_ERRORS:
+            stats.malformed += 1
+            return []
+        if data.s != self.symbol or (self._futures and data.pu < 0):
+            stats.malformed += 1
+            return []
+        count = self.touch_levels
+        try:
+            bids_at_end = _nearest_at_end(bids_raw, True)
+            asks_at_end = _nearest_at_end(asks_raw, False)
+            near_b, deep_bid_max, deep_b = _split(bids_raw, count, bids_at_end)
+            near_a, deep_ask_min, deep_a = _split(asks_raw, count, asks_at_end)
+        except _DECODE_ERRORS:
+            stats.malformed += 1
+            return []
+        final_id = data.u
+        ts_exchange_ns = data.E * _MS_TO_NS
+        near = BookDelta(ts_exchange_ns, ts_local_ns, self.symbol, near_b, near_a, final_id,
+                         True)
+        if not deep_b and not deep_a:
+            delta: BookDelta | DeferredBookDelta = near
+        else:
+            deep = _DeepLevels(self, self._epoch, near, deep_b, bids_at_end, deep_a,
+                               asks_at_end)
+            delta = DeferredBookDelta(
+                ts_exchange_ns, ts_local_ns, self.symbol, final_id, near,
+                -_INF if deep_bid_max != deep_bid_max else deep_bid_max,
+                _INF if deep_ask_min != deep_ask_min else deep_ask_min, deep)
+        return self._sequence(data.U, final_id, data.pu if self._futures else -1, delta)
+
+    def _deep_corrupt(self, epoch: int) -> None:
+        """The deferred part of a diff already handed out was corrupt: resync the book."""
+        self.stats.malformed += 1
+        if epoch != self._epoch or self._resync is not Resync.NONE:
+            return  # a reconnect or a resync since: the book is being rebuilt anyway
+        self.stats.resyncs += 1
+        self._resync = Resync.REST_SNAPSHOT
+        self._awaiting_first = False
+        self._buffer.clear()
 
     def _on_depth(self, data: dict[str, Any], ts_local_ns: int) -> list[MarketEvent]:
         """Parse a diff-depth event and pass it through the sequence rules.
@@ -610,7 +876,7 @@ class BinanceParser:
     # ----------------------------------------------------------------------------------------
 
     def _sequence(
-        self, first_id: int, final_id: int, prev_id: int, delta: BookDelta
+        self, first_id: int, final_id: int, prev_id: int, delta: BookDelta | DeferredBookDelta
     ) -> list[MarketEvent]:
         """Buffer, drop, apply or reject one diff according to the sync state."""
         if self._resync is not Resync.NONE:
@@ -679,7 +945,12 @@ class BinanceParser:
         )
 
     def _gap_at(
-        self, delta: BookDelta, first_id: int, final_id: int, prev_id: int, reason: str
+        self,
+        delta: BookDelta | DeferredBookDelta,
+        first_id: int,
+        final_id: int,
+        prev_id: int,
+        reason: str,
     ) -> list[MarketEvent]:
         """Invalidate on a gap; the diff that showed it starts the new buffer."""
         invalid = self._gap(delta.ts_exchange_ns, delta.ts_local_ns, reason)

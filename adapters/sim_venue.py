@@ -231,6 +231,11 @@ class _VenueCore:
     # ---------------------------------------------------------------- public surface
 
     @property
+    def enters_immediately(self) -> bool:
+        """Whether an order rests as soon as it is sent (no entry latency)."""
+        return self._entry_latency_ns == 0
+
+    @property
     def accepted(self) -> int:
         """Number of orders accepted (``OrderAccepted`` emitted)."""
         return self._accepted

@@ -33,8 +33,17 @@ _CRYPTOFEED = {
 _MONTH_CODES = "FGHJKMNQUVXZ"
 
 
-def make_parser(venue: str, symbol: str, **overrides: Any) -> FeedParser:
+TOUCH_LEVELS = 16
+"""Changed levels per side decoded before the engine quotes, in parsers that split (Binance)."""
+
+
+def make_parser(venue: str, symbol: str, *, touch_first: bool = False,
+                **overrides: Any) -> FeedParser:
     """Return the parser of ``venue`` for ``symbol``; ``overrides`` set URLs (tests).
+
+    ``touch_first``: the events go to the engine, which quotes on the levels nearest the touch
+    before the deep levels of a large diff are decoded (``DeferredBookDelta``); parsers that
+    cannot split ignore it.
 
     Raises:
         ConfigError: the venue is not one we speak natively.
@@ -43,6 +52,8 @@ def make_parser(venue: str, symbol: str, **overrides: Any) -> FeedParser:
         from adapters.binance import BinanceParser
 
         market = {"binance": "spot", "binance-usdm": "usdm", "binance-coinm": "coinm"}[venue]
+        if touch_first:
+            overrides.setdefault("touch_levels", TOUCH_LEVELS)
         return BinanceParser(symbol, market=market, **overrides)  # type: ignore[arg-type]
     if venue == "coinbase":
         from adapters.coinbase import CoinbaseParser

@@ -119,7 +119,8 @@ class OrderBook:
         self._validate(event.bids, "bid")
         self._validate(event.asks, "ask")
 
-    def apply(self, event: BookSnapshot | BookDelta, checked: bool = False) -> None:
+    def apply(self, event: BookSnapshot | BookDelta, checked: bool = False,
+              cross_check: bool = True) -> None:
         """Apply a snapshot (replaces both sides) or a delta (absolute quantities).
 
         A good snapshot makes the book valid. While the book is invalid, deltas are counted in
@@ -128,6 +129,9 @@ class OrderBook:
         Args:
             event: The market-data event; its ``symbol`` must be this book's symbol.
             checked: ``check(event)`` already passed; skip validating the levels again.
+            cross_check: Check for a crossed book now. False books one part of an update
+                split in two (the halves may cross between them); the caller then calls
+                ``check_crossed`` once the whole update is in.
 
         Raises:
             DataError: The event belongs to another symbol (the book is left untouched), holds
@@ -153,15 +157,24 @@ class OrderBook:
         self.sequence = event.sequence
         self.last_update_ns = event.ts_local_ns
         self.updates += 1
+        if cross_check:
+            self.check_crossed()
+        if is_snapshot:
+            self._invalid_reason = ""
+
+    def check_crossed(self) -> None:
+        """Mark the book invalid and raise if its best bid is at or above its best ask.
+
+        Raises:
+            DataError: The book is crossed.
+        """
         if self.is_crossed():
             reason = (
                 f"crossed book: best bid {self.best_bid!r} >= best ask {self.best_ask!r} "
-                f"(sequence {event.sequence})"
+                f"(sequence {self.sequence})"
             )
             self.invalidate(reason)
             raise DataError(f"{self.symbol}: {reason}")
-        if is_snapshot:
-            self._invalid_reason = ""
 
     def invalidate(self, reason: str) -> None:
         """Mark the book invalid (sequence gap, ``BookInvalid`` event, corrupt data).

@@ -39,6 +39,7 @@ from bot.events import (
     BookInvalid,
     BookSnapshot,
     Command,
+    DeferredBookDelta,
     MarketEvent,
     MarketState,
     OrderCanceled,
@@ -69,6 +70,8 @@ TOUCH_FIRST_LEVELS = 48
 """Deltas with more levels than this are applied touch first (see ``Engine._split_delta``)."""
 NEAR_BAND_TICKS = 100
 """Half-width of the band around the touch that is booked before quoting, in ticks."""
+DEEPEN_LEVELS = 64
+"""First batch (per side) of deferred levels booked when a split update moved the touch."""
 _EMPTY = QuoteSet.empty()
 
 
@@ -89,6 +92,11 @@ class SimulatedVenue(ExecutionVenue, Protocol):
 
     def after_book(self, ts_ns: int) -> None:
         """Fill what the updated book has moved through (called after a depth update)."""
+        ...
+
+    @property
+    def enters_immediately(self) -> bool:
+        """Whether an order rests as soon as it is sent (no entry latency)."""
         ...
 
 
@@ -253,6 +261,8 @@ class Engine:
         kind = type(event)
         if kind is BookDelta or kind is BookSnapshot:
             self._on_book(event, ts)  # type: ignore[arg-type]
+        elif kind is DeferredBookDelta:
+            self._on_deferred(event, ts)  # type: ignore[arg-type]
         elif kind is Trade:
             self._on_trade(event, ts)  # type: ignore[arg-type]
         elif kind is BookInvalid:
@@ -277,39 +287,163 @@ class Engine:
             self._invalidated(was_valid, str(exc))
             self._requote(ts)
             return
-        deep: BookDelta | None = None
-        if (was_valid and type(event) is BookDelta
+        if (was_valid and type(event) is BookDelta and event.symbol == book.symbol
                 and len(event.bids) + len(event.asks) > TOUCH_FIRST_LEVELS):
-            event, deep = self._split_delta(event)
+            near, deep = self._split_delta(event)
+            if deep is not None:
+                self._book_touch_first(near, deep, self._near_bid, self._near_ask, ts)
+                return
         if not self._apply_book(event, ts, was_valid):
             self._requote(ts)
             return
         self.stats.book_updates += 1
-        if deep is not None and not (book.best_bid >= self._near_bid
-                                     and book.best_ask <= self._near_ask):
-            # The update emptied the band around the touch: the new touch is in the deep part.
-            self._apply_book(deep, ts, True)
-            deep = None
-        mid = book.mid
-        if mid == mid:
-            if self.sigma_estimator is not None:
-                self.sigma_estimator.update(ts, mid)
-            if self.journal is not None and mid != self._journaled_mid:
-                self._journaled_mid = mid
-                self.journal.mid(ts, mid)
-            if self.calibrator is None and self._calibrator_factory is not None:
-                self.calibrator = self._calibrator_factory(book.spread / 2.0)
-            if self.calibrator is not None:
-                self.calibrator.update_mid(ts, mid)
-                if ts >= self._next_refit_ns:
-                    if self._next_refit_ns:
-                        self._refit(ts)
-                    else:  # the first fit waits a full refit period for data
-                        self._next_refit_ns = ts + self.refit_ns
-            self._check_pnl(ts, self.portfolio.mark(mid))
+        self._after_book(ts)
         self._requote(ts, cacheable=True)
-        if deep is not None and self._apply_book(deep, ts, True) and self._pending_change:
+
+    def _on_deferred(self, event: DeferredBookDelta, ts: int) -> None:
+        """Book a parser-split delta touch first: quote on the near levels, then book the rest.
+
+        Booked whole (before quoting) when the book is not valid, or when the simulated venue
+        enters orders with no latency (a new order would read its queue from the deep levels).
+        """
+        venue = self._sim_venue
+        if (not self.book.valid or event.symbol != self.book.symbol
+                or (venue is not None and venue.enters_immediately)):
+            try:
+                whole = event.whole()
+            except DataError as exc:
+                self.stats.bad_events += 1
+                self._invalidate(str(exc))
+                self._requote(ts)
+                return
+            self._on_book(whole, ts)
+            return
+        # Every deep bid is <= deep_bid_max: a best bid strictly above it is final.
+        self._book_touch_first(event.near, event, math.nextafter(event.deep_bid_max, _INF),
+                               math.nextafter(event.deep_ask_min, -_INF), ts)
+
+    def _book_touch_first(self, near: BookDelta, deep: BookDelta | DeferredBookDelta,
+                          low: float, high: float, ts: int) -> None:
+        """Book ``near``, quote, then book ``deep`` (deep bids < ``low``, deep asks > ``high``).
+
+        The quotes need only the touch: if after ``near`` the best bid is >= ``low`` and the
+        best ask <= ``high``, no deep level can change them, so the decision is the one the
+        whole update gives and the deep levels are booked after the commands have left.
+        Otherwise (the update moved the touch into its deep part) deep levels are booked
+        first: a deferred part nearest first, in growing batches, until the touch is final.
+        The book may be crossed between the parts (stale asks the deep part removes, under
+        bids the near part added), so it is checked, and the simulated venue fills what the
+        book moved through, only once the touch is final.
+        """
+        book = self.book
+        self._pending_change = False
+        self._book_part(near, ts)
+        self.stats.book_updates += 1
+        pending: BookDelta | DeferredBookDelta | None = deep
+        if not (book.best_bid >= low and book.best_ask <= high):
+            if type(deep) is DeferredBookDelta:
+                ok, left = self._deepen(deep, ts)
+                if not ok:
+                    self._requote(ts)
+                    return
+                pending = deep if left else None
+            else:
+                self._book_part(deep, ts)  # type: ignore[arg-type]
+                pending = None
+        if not self._touch_final(ts):
             self._requote(ts)
+            return
+        self._after_book(ts)
+        self._requote(ts, cacheable=True)
+        if pending is None:
+            return
+        touch = (book.best_bid, book.best_ask)
+        self._pending_change = False
+        if not self._book_deep(pending, ts) or not self._touch_final(ts):
+            self._requote(ts)
+            return
+        moved = touch != (book.best_bid, book.best_ask)
+        if moved:  # deep levels were not where the parser said (input out of order)
+            self._after_book(ts)
+        if moved or self._pending_change:
+            self._requote(ts)
+
+    def _deepen(self, event: DeferredBookDelta, ts: int) -> tuple[bool, bool]:
+        """Book deferred levels nearest first until no deeper one can change the touch.
+
+        Returns (False, False) if the levels were corrupt (the book is invalidated), else
+        (True, whether levels are left to book after quoting).
+        """
+        book = self.book
+        count = DEEPEN_LEVELS
+        while True:
+            try:
+                part, bid_max, ask_min = event.deep.more(count)
+            except DataError as exc:
+                self.stats.bad_events += 1
+                self._invalidate(str(exc))
+                return False, False
+            self._book_part(part, ts)
+            if bid_max == -_INF and ask_min == _INF:
+                return True, False
+            if book.best_bid > bid_max and book.best_ask < ask_min:
+                return True, True
+            count *= 4
+
+    def _book_part(self, part: BookDelta, ts: int) -> None:
+        """Let the simulated venue see one part of a split update, then book it."""
+        venue = self._sim_venue
+        if venue is not None:
+            venue.on_market(part)
+            self._pending_change |= self._drain(ts)
+        self.book.apply(part, checked=True, cross_check=False)
+
+    def _book_deep(self, deep: BookDelta | DeferredBookDelta, ts: int) -> bool:
+        """Decode (if deferred) and book the deep part; return False if it is corrupt."""
+        if type(deep) is DeferredBookDelta:
+            try:
+                deep = deep.deep.rest()
+            except DataError as exc:
+                self.stats.bad_events += 1
+                self._invalidate(str(exc))
+                return False
+        self._book_part(deep, ts)  # type: ignore[arg-type]
+        return True
+
+    def _touch_final(self, ts: int) -> bool:
+        """The update is booked: reject a crossed book, then fill what the book moved through."""
+        try:
+            self.book.check_crossed()
+        except DataError as exc:
+            self._invalidated(True, str(exc))
+            return False
+        venue = self._sim_venue
+        if venue is not None:
+            venue.after_book(ts)
+            self._pending_change |= self._drain(ts)
+        return True
+
+    def _after_book(self, ts: int) -> None:
+        """Feed a new mid to the estimators, the journal and the kill-switch."""
+        book = self.book
+        mid = book.mid
+        if mid != mid:
+            return
+        if self.sigma_estimator is not None:
+            self.sigma_estimator.update(ts, mid)
+        if self.journal is not None and mid != self._journaled_mid:
+            self._journaled_mid = mid
+            self.journal.mid(ts, mid)
+        if self.calibrator is None and self._calibrator_factory is not None:
+            self.calibrator = self._calibrator_factory(book.spread / 2.0)
+        if self.calibrator is not None:
+            self.calibrator.update_mid(ts, mid)
+            if ts >= self._next_refit_ns:
+                if self._next_refit_ns:
+                    self._refit(ts)
+                else:  # the first fit waits a full refit period for data
+                    self._next_refit_ns = ts + self.refit_ns
+        self._check_pnl(ts, self.portfolio.mark(mid))
 
     def _split_delta(self, delta: BookDelta) -> tuple[BookDelta, BookDelta | None]:
         """Split a large delta into the levels near the touch and the deep rest.
@@ -483,9 +617,10 @@ class Engine:
                 # later, so this decision must not be reused.
                 self._decision_key = None
                 self._refuse(commands, admitted, refused, ts)
-            self._send(admitted)
             if self.measure and admitted and not self.first_commands_ns:
+                # The commands leave here: diffed, admitted, handed to the execution venue.
                 self.first_commands_ns = time.perf_counter_ns()
+            self._send(admitted)
         if self.measure and not self.first_decision_ns:
             self.first_decision_ns = time.perf_counter_ns()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
+from typing import Protocol
 
 NS_PER_SECOND = 1_000_000_000
 
@@ -121,6 +122,71 @@ class BookDelta:
     validated: bool = False
 
 
+class DeepLevels(Protocol):
+    """The deferred levels of a ``DeferredBookDelta``, decoded on demand, nearest first."""
+
+    def more(self, count: int) -> tuple[BookDelta, float, float]:
+        """Decode the next ``count`` levels per side nearest the touch.
+
+        Returns them as a delta, with the new highest deep bid and lowest deep ask (-inf /
+        inf when a side has nothing left).
+
+        Raises:
+            DataError: Those levels are corrupt (the parser resyncs).
+        """
+        ...
+
+    def rest(self) -> BookDelta:
+        """Decode every level not yet handed out.
+
+        Raises:
+            DataError: A level is corrupt (the parser resyncs).
+        """
+        ...
+
+    def whole(self) -> BookDelta:
+        """Decode every level of the update, the near ones included, in the venue's order.
+
+        For a consumer that does not split; call it instead of ``more``/``rest``.
+
+        Raises:
+            DataError: A level is corrupt (the parser resyncs).
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeferredBookDelta:
+    """A large delta split by its parser: the levels nearest the touch now, the rest on demand.
+
+    Depth diffs of hundreds of levels are the latency tail, and the quoting decision needs only
+    the top of the book. ``near`` (validated) holds the changed levels nearest the touch on each
+    side; ``deep`` decodes and validates the others when asked, nearest first, and raises
+    ``DataError`` if they are corrupt. Every deep bid is at or below ``deep_bid_max`` and every
+    deep ask at or above ``deep_ask_min`` (-inf / inf: none), so once ``near`` is booked, a
+    best bid above ``deep_bid_max`` and a best ask below ``deep_ask_min`` are final. ``deep``
+    is consumed once, by one consumer (the engine); ``whole()`` is the equivalent plain
+    ``BookDelta`` for a consumer that does not split.
+    """
+
+    ts_exchange_ns: int
+    ts_local_ns: int
+    symbol: str
+    sequence: int
+    near: BookDelta
+    deep_bid_max: float
+    deep_ask_min: float
+    deep: DeepLevels
+
+    def whole(self) -> BookDelta:
+        """Return the equivalent plain delta, every level in the venue's order.
+
+        Raises:
+            DataError: The deep part is corrupt.
+        """
+        return self.deep.whole()
+
+
 @dataclass(frozen=True, slots=True)
 class Trade:
     """A public trade. ``aggressor`` is the side of the taker (BUY lifted an ask)."""
@@ -153,7 +219,7 @@ class Timer:
     symbol: str = ""
 
 
-MarketEvent = BookSnapshot | BookDelta | Trade | BookInvalid | Timer
+MarketEvent = BookSnapshot | BookDelta | DeferredBookDelta | Trade | BookInvalid | Timer
 
 
 # --------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from bot.app import (
 from bot.clock import VirtualClock
 from bot.engine import Engine
 from bot.errors import ConfigError, DataError
-from bot.events import BookDelta, BookSnapshot, MarketEvent
+from bot.events import BookDelta, BookSnapshot, DeferredBookDelta, MarketEvent
 from bot.journal import Journal, read_table
 from bot.logs import configure_logging, get_logger
 from bot.paper import sim_venue_config
@@ -107,8 +107,9 @@ def _guess_hftbacktest(path: Path) -> tuple[str, str] | None:
 class FrameRouter:
     """Hand recorded frames to parsers: one parser per websocket connection of the market."""
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, *, touch_first: bool = False) -> None:
         self.source = source
+        self.touch_first = touch_first
         self.parsers: dict[str, FeedParser] = {}
         self._addresses: dict[str, str] = {}
         self._pending_snapshots: list[Frame] = []
@@ -120,7 +121,8 @@ class FrameRouter:
         if parser is None:
             if not accepts_connection(self.source.venue, self._addresses.get(conn, "")):
                 return None
-            parser = make_parser(self.source.venue, self.source.symbol)
+            parser = make_parser(self.source.venue, self.source.symbol,
+                                 touch_first=self.touch_first)
             self.parsers[conn] = parser
         return parser
 
@@ -281,7 +283,7 @@ def run_replay(
     if warmup:
         first = next((f.ts_local_ns for f in iter_frames(source.paths) if f.ts_local_ns), 0)
         warm_up(engine, warmup, first)
-    router = FrameRouter(source)
+    router = FrameRouter(source, touch_first=True)
     route = router.events
     step = engine.step
     latencies: list[int] = []
@@ -312,7 +314,8 @@ def run_replay(
             book_event = False
             for event in events:
                 step(event)
-                if type(event) is BookDelta or type(event) is BookSnapshot:
+                kind = type(event)
+                if kind is BookDelta or kind is DeferredBookDelta or kind is BookSnapshot:
                     book_event = True
             if measure_latency and book_event and engine.first_decision_ns:
                 latencies.append(engine.first_decision_ns - t0)

@@ -66,6 +66,10 @@ class RecordingVenue:
     def after_book(self, ts_ns: int) -> None:
         self.inner.after_book(ts_ns)
 
+    @property
+    def enters_immediately(self) -> bool:
+        return self.inner.enters_immediately
+
 
 class SpyStrategy:
     """Record every state a strategy is asked to quote."""

@@ -1,0 +1,190 @@
+"""Touch-first splitting of large Binance diffs (``touch_levels``) on the real captures.
+
+A split diff (``DeferredBookDelta``) must hold exactly the levels of the diff decoded whole:
+the ones nearest the touch at once, the rest on demand, with bounds the engine can trust.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from adapters.binance import BinanceParser, Market, is_rest_snapshot
+from adapters.feed import Resync
+from bot.errors import DataError
+from bot.events import BookDelta, DeferredBookDelta, MarketEvent
+from tests.test_binance import SPOT_BTC, USDM_BTC, Line, hft_lines
+
+NEAR = 16
+
+
+def lockstep(lines: list[Line], market: Market, speed: int
+             ) -> tuple[list[tuple[MarketEvent, MarketEvent]], BinanceParser, BinanceParser]:
+    """Feed the same lines to a splitting and a plain parser; pair up their events."""
+    split = BinanceParser("BTCUSDT", market, speed, touch_levels=NEAR)
+    plain = BinanceParser("BTCUSDT", market, speed)
+    pairs: list[tuple[MarketEvent, MarketEvent]] = []
+    for ts, raw in lines:
+        if is_rest_snapshot(raw):
+            a, b = split.on_snapshot(raw, ts), plain.on_snapshot(raw, ts)
+        else:
+            a, b = split.on_message(raw, ts), plain.on_message(raw, ts)
+        assert len(a) == len(b)
+        pairs.extend(zip(a, b, strict=True))
+    return pairs, split, plain
+
+
+@pytest.mark.parametrize(("files", "market", "speed"), [(USDM_BTC, "usdm", 0),
+                                                        (SPOT_BTC, "spot", 100)])
+def test_split_diffs_hold_exactly_the_levels_of_the_whole_diff(
+    shared_data: Path, files: tuple[str, ...], market: Market, speed: int
+) -> None:
+    pairs, split, plain = lockstep(hft_lines(shared_data, files), market, speed)
+    deferred = 0
+    for ours, whole in pairs:
+        if type(ours) is not DeferredBookDelta:
+            assert ours == whole
+            continue
+        deferred += 1
+        assert isinstance(whole, BookDelta)
+        # Nearest the touch first: the highest bids and the lowest asks.
+        bids = sorted(whole.bids, reverse=True)
+        asks = sorted(whole.asks)
+        assert len(bids) > NEAR or len(asks) > NEAR
+        assert sorted(ours.near.bids, reverse=True) == bids[:NEAR]
+        assert sorted(ours.near.asks) == asks[:NEAR]
+        assert ours.deep_bid_max == (bids[NEAR][0] if len(bids) > NEAR else -float("inf"))
+        assert ours.deep_ask_min == (asks[NEAR][0] if len(asks) > NEAR else float("inf"))
+        assert (ours.sequence, ours.ts_exchange_ns, ours.ts_local_ns) == \
+            (whole.sequence, whole.ts_exchange_ns, whole.ts_local_ns)
+        assert ours.whole() == whole
+    assert deferred > 100
+    assert split.stats == plain.stats
+
+
+def test_deep_levels_come_nearest_first_and_then_the_rest(shared_data: Path) -> None:
+    pairs, _, _ = lockstep(hft_lines(shared_data, USDM_BTC)[:20_000], "usdm", 0)
+    ours, whole = next((a, b) for a, b in pairs if type(a) is DeferredBookDelta
+                       and isinstance(b, BookDelta) and len(b.bids) > 200 and len(b.asks) > 200)
+    assert isinstance(whole, BookDelta)
+    part, bid_max, ask_min = ours.deep.more(64)
+    assert part.bids == whole.bids[-NEAR - 64:-NEAR]
+    assert part.asks == whole.asks[NEAR:NEAR + 64]
+    assert bid_max == whole.bids[-NEAR - 65][0] and ask_min == whole.asks[NEAR + 64][0]
+    rest = ours.deep.rest()
+    assert rest.bids == whole.bids[:-NEAR - 64] and rest.asks == whole.asks[NEAR + 64:]
+    assert ours.deep.rest() == BookDelta(rest.ts_exchange_ns, rest.ts_local_ns, "BTCUSDT", (),
+                                         (), rest.sequence, True)
+
+
+def synced_parser(lines: list[Line]) -> tuple[BinanceParser, int]:
+    """Return a splitting USD-M parser in sync, and the index of the next line to feed."""
+    parser = BinanceParser("BTCUSDT", "usdm", 0, touch_levels=NEAR)
+    for i, (ts, raw) in enumerate(lines):
+        if is_rest_snapshot(raw):
+            parser.on_snapshot(raw, ts)
+        else:
+            parser.on_message(raw, ts)
+        if parser.resync is Resync.NONE and i > 200:
+            return parser, i + 1
+    raise AssertionError("never in sync")
+
+
+def next_large(lines: list[Line], start: int) -> int:
+    return next(i for i in range(start, len(lines))
+                if '"b":[' in lines[i][1] and len(lines[i][1]) > 12_000)
+
+
+def test_a_corrupt_deep_level_is_found_when_asked_for_and_resyncs_the_book(
+    shared_data: Path,
+) -> None:
+    lines = list(hft_lines(shared_data, USDM_BTC))
+    parser, start = synced_parser(lines)
+    for ts, raw in lines[start:next_large(lines, start)]:
+        parser.on_message(raw, ts)
+    ts, raw = lines[next_large(lines, start)]
+    frame = json.loads(raw)
+    bids = frame["data"]["b"]
+    bids[len(bids) // 2][0] = "-61000.0"  # a deep bid: deferred
+    events = parser.on_message(json.dumps(frame, separators=(",", ":")), ts)
+    [event] = events
+    assert isinstance(event, DeferredBookDelta)
+    assert parser.stats.malformed == 0
+    with pytest.raises(DataError, match="corrupt depth level"):
+        event.deep.rest()
+    assert parser.stats.malformed == 1
+    assert parser.resync is Resync.REST_SNAPSHOT
+    # Until a snapshot comes, diffs wait in the buffer.
+    later = lines[next_large(lines, start) + 1:]
+    ts, raw = next(line for line in later if '"b":[' in line[1])
+    assert parser.on_message(raw, ts) == []
+    assert parser.buffered == 1
+
+
+def test_a_corrupt_near_level_drops_the_frame_at_once(shared_data: Path) -> None:
+    lines = list(hft_lines(shared_data, USDM_BTC))
+    parser, start = synced_parser(lines)
+    for ts, raw in lines[start:next_large(lines, start)]:
+        parser.on_message(raw, ts)
+    before = parser.last_update_id
+    ts, raw = lines[next_large(lines, start)]
+    frame = json.loads(raw)
+    frame["data"]["a"][0][1] = "NaN"  # the ask nearest the touch
+    assert parser.on_message(json.dumps(frame, separators=(",", ":")), ts) == []
+    assert parser.stats.malformed == 1
+    assert parser.last_update_id == before
+    # The frame is gone, so the next one does not connect: a gap, as for any lost frame.
+    later = [line for line in lines[next_large(lines, start) + 1:] if '"b":[' in line[1]]
+    events = parser.on_message(later[0][1], later[0][0])
+    assert parser.stats.gaps == 1 and parser.resync is Resync.REST_SNAPSHOT
+    assert len(events) == 1
+
+
+def test_a_frame_laid_out_differently_is_split_the_same(shared_data: Path) -> None:
+    lines = list(hft_lines(shared_data, USDM_BTC))
+    index = next_large(lines, 0)
+    a, start = synced_parser(lines)
+    b, _ = synced_parser(lines)
+    for ts, raw in lines[start:index]:
+        a.on_message(raw, ts)
+        b.on_message(raw, ts)
+    ts, raw = lines[index]
+    frame = json.loads(raw)
+    # The envelope as Binance starts it, the payload with spaces and the arrays not last.
+    data = {"b": frame["data"].pop("b"), "a": frame["data"].pop("a"), **frame["data"]}
+    spaced = (f'{{"stream":"{frame["stream"]}","data":'
+              f'{json.dumps(data, separators=(", ", ": "))}}}')
+    [x] = a.on_message(raw, ts)
+    [y] = b.on_message(spaced, ts)
+    assert isinstance(x, DeferredBookDelta) and isinstance(y, DeferredBookDelta)
+    assert x.near == y.near
+    assert (x.deep_bid_max, x.deep_ask_min) == (y.deep_bid_max, y.deep_ask_min)
+    assert x.whole() == y.whole()
+
+
+def test_a_deferred_part_from_before_a_reconnect_does_not_resync_the_new_book(
+    shared_data: Path,
+) -> None:
+    lines = list(hft_lines(shared_data, USDM_BTC))
+    parser, start = synced_parser(lines)
+    for ts, raw in lines[start:next_large(lines, start)]:
+        parser.on_message(raw, ts)
+    ts, raw = lines[next_large(lines, start)]
+    frame = json.loads(raw)
+    bids = frame["data"]["b"]
+    bids[len(bids) // 2][1] = "x"
+    [event] = parser.on_message(json.dumps(frame, separators=(",", ":")), ts)
+    assert isinstance(event, DeferredBookDelta)
+    parser.reset()  # a new connection: its own sync starts
+    snapshot = next(i for i, (_, raw) in enumerate(lines) if is_rest_snapshot(raw))
+    ts, body = lines[snapshot]
+    parser.on_snapshot(body, ts)
+    assert parser.resync is Resync.NONE
+    resyncs = parser.stats.resyncs
+    with pytest.raises(DataError):
+        event.deep.rest()
+    assert parser.stats.malformed == 1
+    assert parser.resync is Resync.NONE
+    assert parser.stats.resyncs == resyncs
