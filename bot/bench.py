@@ -3,8 +3,9 @@
 The pipeline is the one replay runs: raw frame -> venue parser -> engine (simulated venue
 matching, book, estimators, strategy, risk gate, order manager) -> commands to the simulated
 venue. Tick-to-quote latency is measured per frame that changed the book, from the raw frame
-handed to the parser to the commands leaving the order manager (``tick_to_quote_us``, frames
-whose update made us send commands). ``book_frame_to_decision_us`` covers every frame that
+handed to the parser to the commands leaving the order manager: diffed, admitted by the risk
+gate and handed to the execution venue (``tick_to_quote_us``, frames whose update made us send
+commands). ``book_frame_to_decision_us`` covers every frame that
 changed the book, up to the decision (commands sent, or none needed). Frames are streamed from
 disk, so memory stays flat however long the input is; ``peak_rss_mb`` shows it.
 """

@@ -132,7 +132,8 @@ async def open_source(settings: Settings, duration_s: float | None, log: Any,
             tick, lot = await feed.rules()
             given = MarketRules(m.tick_size or tick, m.lot_size or lot)
         return given, feed.events()
-    ws_feed = WebSocketFeed(make_parser(m.venue, m.symbol), tap=tap, log=log)
+    # The engine consumes the events: large diffs may come split touch first.
+    ws_feed = WebSocketFeed(make_parser(m.venue, m.symbol, touch_first=True), tap=tap, log=log)
     stream = aiter(ws_feed.events())
     if given is not None:
         return given, stream

@@ -45,6 +45,7 @@ from websockets.http11 import Response
 from adapters.binance import BinanceParser
 from adapters.bybit import BybitParser
 from adapters.sim_venue import SimVenue
+from adapters.venues import TOUCH_LEVELS
 from adapters.ws import FeedStopped, ReconnectPolicy, ResyncNeeded, WebSocketFeed, is_retryable
 from bot.app import MarketRules, build_engine
 from bot.clock import VirtualClock
@@ -97,9 +98,10 @@ def make_engine(symbol: str = "BTCUSDT") -> Engine:
 
 
 def binance_parser(venue: FakeBinance) -> BinanceParser:
-    """Return the USD-M parser pointed at the fake (the recording is the unthrottled stream)."""
+    """Return the USD-M parser pointed at the fake (the recording is the unthrottled stream),
+    splitting large diffs touch first as the engine's feeds do."""
     return BinanceParser("BTCUSDT", "usdm", depth_speed_ms=0, ws_base=venue.ws_base,
-                         rest_base=venue.rest_base)
+                         rest_base=venue.rest_base, touch_levels=TOUCH_LEVELS)
 
 
 def bybit_parser(venue: FakeBybit) -> BybitParser:

@@ -12,6 +12,7 @@ from fakes.venues import FakeBinance, load_binance_usdm
 
 import bot.paper
 from adapters.binance import BinanceParser
+from adapters.venues import TOUCH_LEVELS
 from bot.engine import Status
 from bot.events import Side
 from bot.journal import Journal, read_table
@@ -36,10 +37,12 @@ async def test_paper_on_a_native_feed_infers_the_tick_quotes_and_cancels_everyth
     journal = Journal(tmp_path / "journal.sqlite")
 
     async with asyncio.timeout(30), FakeBinance(capture, pace_s=0.002) as venue:
-        def parser(venue_name: str, symbol: str, **_: Any) -> BinanceParser:
+        def parser(venue_name: str, symbol: str, touch_first: bool = False,
+                   **_: Any) -> BinanceParser:
             assert (venue_name, symbol) == ("binance-usdm", "BTCUSDT")
+            assert touch_first  # the engine consumes the feed: large diffs come split
             return BinanceParser(symbol, "usdm", depth_speed_ms=0, ws_base=venue.ws_base,
-                                 rest_base=venue.rest_base)
+                                 rest_base=venue.rest_base, touch_levels=TOUCH_LEVELS)
 
         monkeypatch.setattr(bot.paper, "make_parser", parser)
         session = PaperSession(settings, journal, get_logger(), on_status=statuses.append)
