@@ -218,6 +218,22 @@ class _RawDepthEnvelope(msgspec.Struct):
     data: _RawDepthData
 
 
+class _TradeData(msgspec.Struct):
+    s: str
+    T: int
+    p: str
+    q: str
+    m: bool
+    t: int | None = None  # @trade
+    a: int | None = None  # @aggTrade
+    X: str | None = None  # futures: MARKET, LIQUIDATION, INSURANCE_FUND, ADL
+
+
+class _TradeEnvelope(msgspec.Struct):
+    data: _TradeData
+
+
+_TRADE_DECODER: Final = msgspec.json.Decoder(_TradeEnvelope)
 _DEPTH_DECODER: Final = msgspec.json.Decoder(_DepthEnvelope, strict=False)
 _RAW_DEPTH_DECODER: Final = msgspec.json.Decoder(_RawDepthEnvelope)
 _LEVELS_DECODER: Final = msgspec.json.Decoder(_WireLevels, strict=False)
@@ -577,6 +593,8 @@ class BinanceParser:
                     return []
                 if kind == _DEPTH:
                     return self._on_depth_frame(text, ts_local_ns)
+                if kind == self._trade_kind:
+                    return self._on_trade_frame(text, ts_local_ns)
         try:
             msg = json.loads(text)
         except (ValueError, RecursionError):
@@ -825,6 +843,34 @@ class BinanceParser:
         delta = BookDelta(ts_ms * _MS_TO_NS, ts_local_ns, self.symbol, bids, asks, final_id,
                           True)
         return self._sequence(first_id, final_id, prev_id, delta)
+
+    def _on_trade_frame(self, text: str, ts_local_ns: int) -> list[MarketEvent]:
+        """Decode a combined-stream trade frame with the typed decoder (the hot path).
+
+        Same checks as ``_on_trade``: a price or quantity that is not a finite positive
+        decimal, a side that is not a boolean, or a missing field makes the frame malformed.
+        """
+        try:
+            data = _TRADE_DECODER.decode(text).data
+        except _DECODE_ERRORS:
+            self.stats.malformed += 1
+            return []
+        if data.X is not None and data.X not in _BOOK_TRADE_TYPES:
+            self.stats.ignored += 1
+            return []
+        trade_id = data.t if self._trade_kind == _TRADE else data.a
+        try:
+            price = float(data.p)
+            qty = float(data.q)
+        except ValueError:
+            price = qty = _NAN
+        if not (0.0 < price < _INF and 0.0 < qty < _INF) or trade_id is None \
+                or data.s != self.symbol:
+            self.stats.malformed += 1
+            return []
+        self.stats.trades += 1
+        return [Trade(data.T * _MS_TO_NS, ts_local_ns, self.symbol, price, qty,
+                      Side.SELL if data.m else Side.BUY, str(trade_id))]
 
     def _on_trade(
         self, data: dict[str, Any], ts_local_ns: int, aggregated: bool

@@ -955,3 +955,16 @@ def test_cryptofeed_capture_syncs_every_symbol_without_gaps(
         assert result.book.valid and result.crossed == 0, symbol
         assert stats.ignored > 0, symbol  # tickers, klines and the other symbols
     assert sum(r.trades for r in replays.values()) == agg_trades > 0
+
+
+def test_trade_frames_decode_the_same_with_and_without_the_envelope(shared_data: Path) -> None:
+    # Enveloped frames take the typed decoder; raw-stream payloads the generic one.
+    lines = _read_lines(shared_data / USDM_BTC[0])
+    frames = [raw for _, raw in lines if stream_of(raw) == "btcusdt@trade"][:500]
+    typed = BinanceParser("BTCUSDT", "usdm", 0)
+    generic = BinanceParser("BTCUSDT", "usdm", 0)
+    for n, raw in enumerate(frames):
+        payload = compact(json.loads(raw)["data"])
+        assert typed.on_message(raw, n) == generic.on_message(payload, n)
+    assert typed.stats == generic.stats
+    assert typed.stats.trades > 400
