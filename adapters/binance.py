@@ -352,9 +352,11 @@ def _cut_depth_frame(text: str) -> tuple[str, str, str] | None:
     asks_at = text.rfind(_ASKS_KEY, bids_at)
     if asks_at < 0:
         return None
+    asks = text[asks_at + len(_ASKS_KEY) - 1 : len(text) - 2]
+    if asks != "[]" and not asks.endswith("]]"):
+        return None  # something follows the asks: not the layout this cut knows
     head = text[:bids_at] + _EMPTY_LEVELS
     bids = text[bids_at + len(_BIDS_KEY) - 1 : asks_at + 1]
-    asks = text[asks_at + len(_ASKS_KEY) - 1 : len(text) - 2]
     return head, bids, asks
 
 

@@ -188,3 +188,20 @@ def test_a_deferred_part_from_before_a_reconnect_does_not_resync_the_new_book(
     assert parser.stats.malformed == 1
     assert parser.resync is Resync.NONE
     assert parser.stats.resyncs == resyncs
+
+
+def test_a_key_after_the_asks_is_not_mistaken_for_levels(shared_data: Path) -> None:
+    lines = list(hft_lines(shared_data, USDM_BTC))
+    index = next_large(lines, 0)
+    a, start = synced_parser(lines)
+    b, _ = synced_parser(lines)
+    for ts, raw in lines[start:index]:
+        a.on_message(raw, ts)
+        b.on_message(raw, ts)
+    ts, raw = lines[index]
+    extended = raw[:-2] + ',"x":[1]}}'  # a field Binance might add one day
+    [x] = a.on_message(raw, ts)
+    [y] = b.on_message(extended, ts)
+    assert isinstance(x, DeferredBookDelta) and isinstance(y, DeferredBookDelta)
+    assert x.near == y.near and x.whole() == y.whole()
+    assert b.stats.malformed == 0
