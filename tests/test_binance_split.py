@@ -97,19 +97,30 @@ def next_large(lines: list[Line], start: int) -> int:
                 if '"b":[' in lines[i][1] and len(lines[i][1]) > 12_000)
 
 
+def at_large_diff(lines: list[Line]) -> tuple[BinanceParser, int]:
+    """Return a synced splitting parser fed up to the next large diff, and that diff's index."""
+    parser, start = synced_parser(lines)
+    index = next_large(lines, start)
+    for ts, raw in lines[start:index]:
+        parser.on_message(raw, ts)
+    return parser, index
+
+
+def corrupted(raw: str, side: str, index: int, field: int, value: str) -> str:
+    """Return the frame with one level's price (field 0) or quantity (1) replaced."""
+    frame = json.loads(raw)
+    levels = frame["data"][side]
+    levels[index if index >= 0 else len(levels) // 2][field] = value
+    return json.dumps(frame, separators=(",", ":"))
+
+
 def test_a_corrupt_deep_level_is_found_when_asked_for_and_resyncs_the_book(
     shared_data: Path,
 ) -> None:
     lines = list(hft_lines(shared_data, USDM_BTC))
-    parser, start = synced_parser(lines)
-    for ts, raw in lines[start:next_large(lines, start)]:
-        parser.on_message(raw, ts)
-    ts, raw = lines[next_large(lines, start)]
-    frame = json.loads(raw)
-    bids = frame["data"]["b"]
-    bids[len(bids) // 2][0] = "-61000.0"  # a deep bid: deferred
-    events = parser.on_message(json.dumps(frame, separators=(",", ":")), ts)
-    [event] = events
+    parser, index = at_large_diff(lines)
+    ts, raw = lines[index]
+    [event] = parser.on_message(corrupted(raw, "b", -1, 0, "-61000.0"), ts)  # a deep bid
     assert isinstance(event, DeferredBookDelta)
     assert parser.stats.malformed == 0
     with pytest.raises(DataError, match="corrupt depth level"):
@@ -117,26 +128,21 @@ def test_a_corrupt_deep_level_is_found_when_asked_for_and_resyncs_the_book(
     assert parser.stats.malformed == 1
     assert parser.resync is Resync.REST_SNAPSHOT
     # Until a snapshot comes, diffs wait in the buffer.
-    later = lines[next_large(lines, start) + 1:]
-    ts, raw = next(line for line in later if '"b":[' in line[1])
+    ts, raw = next(line for line in lines[index + 1:] if '"b":[' in line[1])
     assert parser.on_message(raw, ts) == []
     assert parser.buffered == 1
 
 
 def test_a_corrupt_near_level_drops_the_frame_at_once(shared_data: Path) -> None:
     lines = list(hft_lines(shared_data, USDM_BTC))
-    parser, start = synced_parser(lines)
-    for ts, raw in lines[start:next_large(lines, start)]:
-        parser.on_message(raw, ts)
+    parser, index = at_large_diff(lines)
     before = parser.last_update_id
-    ts, raw = lines[next_large(lines, start)]
-    frame = json.loads(raw)
-    frame["data"]["a"][0][1] = "NaN"  # the ask nearest the touch
-    assert parser.on_message(json.dumps(frame, separators=(",", ":")), ts) == []
+    ts, raw = lines[index]
+    assert parser.on_message(corrupted(raw, "a", 0, 1, "NaN"), ts) == []  # the nearest ask
     assert parser.stats.malformed == 1
     assert parser.last_update_id == before
     # The frame is gone, so the next one does not connect: a gap, as for any lost frame.
-    later = [line for line in lines[next_large(lines, start) + 1:] if '"b":[' in line[1]]
+    later = [line for line in lines[index + 1:] if '"b":[' in line[1]]
     events = parser.on_message(later[0][1], later[0][0])
     assert parser.stats.gaps == 1 and parser.resync is Resync.REST_SNAPSHOT
     assert len(events) == 1
@@ -144,12 +150,8 @@ def test_a_corrupt_near_level_drops_the_frame_at_once(shared_data: Path) -> None
 
 def test_a_frame_laid_out_differently_is_split_the_same(shared_data: Path) -> None:
     lines = list(hft_lines(shared_data, USDM_BTC))
-    index = next_large(lines, 0)
-    a, start = synced_parser(lines)
-    b, _ = synced_parser(lines)
-    for ts, raw in lines[start:index]:
-        a.on_message(raw, ts)
-        b.on_message(raw, ts)
+    a, index = at_large_diff(lines)
+    b, _ = at_large_diff(lines)
     ts, raw = lines[index]
     frame = json.loads(raw)
     # The envelope as Binance starts it, the payload with spaces and the arrays not last.
@@ -168,14 +170,9 @@ def test_a_deferred_part_from_before_a_reconnect_does_not_resync_the_new_book(
     shared_data: Path,
 ) -> None:
     lines = list(hft_lines(shared_data, USDM_BTC))
-    parser, start = synced_parser(lines)
-    for ts, raw in lines[start:next_large(lines, start)]:
-        parser.on_message(raw, ts)
-    ts, raw = lines[next_large(lines, start)]
-    frame = json.loads(raw)
-    bids = frame["data"]["b"]
-    bids[len(bids) // 2][1] = "x"
-    [event] = parser.on_message(json.dumps(frame, separators=(",", ":")), ts)
+    parser, index = at_large_diff(lines)
+    ts, raw = lines[index]
+    [event] = parser.on_message(corrupted(raw, "b", -1, 1, "x"), ts)
     assert isinstance(event, DeferredBookDelta)
     parser.reset()  # a new connection: its own sync starts
     snapshot = next(i for i, (_, raw) in enumerate(lines) if is_rest_snapshot(raw))
@@ -192,12 +189,8 @@ def test_a_deferred_part_from_before_a_reconnect_does_not_resync_the_new_book(
 
 def test_a_key_after_the_asks_is_not_mistaken_for_levels(shared_data: Path) -> None:
     lines = list(hft_lines(shared_data, USDM_BTC))
-    index = next_large(lines, 0)
-    a, start = synced_parser(lines)
-    b, _ = synced_parser(lines)
-    for ts, raw in lines[start:index]:
-        a.on_message(raw, ts)
-        b.on_message(raw, ts)
+    a, index = at_large_diff(lines)
+    b, _ = at_large_diff(lines)
     ts, raw = lines[index]
     extended = raw[:-2] + ',"x":[1]}}'  # a field Binance might add one day
     [x] = a.on_message(raw, ts)
