@@ -312,8 +312,7 @@ class Engine:
             try:
                 whole = event.whole()
             except DataError as exc:
-                self.stats.bad_events += 1
-                self._invalidate(str(exc))
+                self._corrupt_levels(exc)
                 self._requote(ts)
                 return
             self._on_book(whole, ts)
@@ -380,8 +379,7 @@ class Engine:
             try:
                 part, bid_max, ask_min = event.deep.more(count)
             except DataError as exc:
-                self.stats.bad_events += 1
-                self._invalidate(str(exc))
+                self._corrupt_levels(exc)
                 return False, False
             self._book_part(part, ts)
             if bid_max == -_INF and ask_min == _INF:
@@ -404,11 +402,15 @@ class Engine:
             try:
                 deep = deep.deep.rest()
             except DataError as exc:
-                self.stats.bad_events += 1
-                self._invalidate(str(exc))
+                self._corrupt_levels(exc)
                 return False
         self._book_part(deep, ts)  # type: ignore[arg-type]
         return True
+
+    def _corrupt_levels(self, exc: DataError) -> None:
+        """Deferred levels were corrupt: count them; the book is unknown until a resync."""
+        self.stats.bad_events += 1
+        self._invalidate(str(exc))
 
     def _touch_final(self, ts: int) -> bool:
         """The update is booked: reject a crossed book, then fill what the book moved through."""
