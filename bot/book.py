@@ -1,11 +1,14 @@
 """The L2 order book of one symbol: snapshots, absolute deltas, best-of-book and depth queries.
 
-Each side keeps a dict from *signed* price to quantity and a list of the signed prices in
-ascending order. The signed price is ``price`` for bids and ``-price`` for asks (the ``Side``
-value is exactly that sign), so on both sides the best level is the *last* element of the list:
-best-of-book is O(1), and the levels that change most (near the touch) are inserted and removed
-close to the end of the list, where ``bisect.insort`` and ``del`` shift little. Negation is exact
-in floating point, so equal wire prices always hit the same key; keys are never rounded.
+Each side keeps its *signed* prices in ascending order with their quantities. The signed price
+is ``price`` for bids and ``-price`` for asks (the ``Side`` value is exactly that sign), so on
+both sides the best level is the *last* one: best-of-book is O(1), and the levels that change
+most (near the touch) are inserted and removed close to the end, where little shifts. Negation
+is exact in floating point, so equal wire prices always hit the same key; keys are never rounded.
+
+A side is ``bot._cbook.BookSide`` (C, built at install time) or, where the extension was not
+built, ``PyBookSide`` (pure Python: a dict and a sorted list), its reference; the two behave
+identically. Set ``MMBOT_PURE_PYTHON=1`` to run the reference.
 
 Corrupt data never reaches the strategy: an event with a non-finite or non-positive price, or a
 non-finite or negative quantity, is rejected whole before anything is mutated, and a book that
@@ -15,7 +18,10 @@ the next good snapshot, because deltas applied on top of a broken state cannot r
 
 from __future__ import annotations
 
+import os
 from bisect import bisect_left, insort
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from bot.errors import DataError
 from bot.events import BookDelta, BookSnapshot, Level, Side
@@ -24,17 +30,24 @@ _INF = float("inf")
 _NAN = float("nan")
 
 
-class _BookSide:
-    """One side of the book, stored as signed prices so that the best level is the last key."""
+class PyBookSide:
+    """One side of the book, stored as signed prices so that the best level is the last key.
+
+    The pure-Python reference of ``bot._cbook.BookSide`` (the compiled side the book uses
+    when the extension is built): both have exactly this API and these semantics, which
+    ``tests/test_cbook.py`` checks on random operations and on real captures.
+    """
 
     __slots__ = ("keys", "qty", "sign")
 
     def __init__(self, sign: float) -> None:
+        if sign not in (1.0, -1.0):
+            raise ValueError("sign must be 1.0 (bids) or -1.0 (asks)")
         self.sign = sign
         self.keys: list[float] = []
         self.qty: dict[float, float] = {}
 
-    def replace(self, levels: tuple[Level, ...]) -> None:
+    def replace(self, levels: Sequence[Level]) -> None:
         """Replace every level with ``levels``; a repeated price keeps its last quantity."""
         sign = self.sign
         # Drop zeros only after de-duplicating, so (p, 1.0), (p, 0.0) ends like a delta would.
@@ -42,8 +55,8 @@ class _BookSide:
         self.qty = {key: qty for key, qty in latest.items() if qty != 0.0}
         self.keys = sorted(self.qty)
 
-    def update(self, levels: tuple[Level, ...]) -> None:
-        """Set absolute quantities; a quantity of 0 removes the level (missing is fine)."""
+    def update(self, levels: Sequence[Level]) -> None:
+        """Set absolute quantities, in order; a quantity of 0 removes the level."""
         sign = self.sign
         keys = self.keys
         book = self.qty
@@ -56,6 +69,63 @@ class _BookSide:
                 if key not in book:
                     insort(keys, key)
                 book[key] = qty
+
+    def best(self) -> float:
+        """The best (last) signed price, or nan when the side is empty."""
+        keys = self.keys
+        return keys[-1] if keys else _NAN
+
+    def best_qty(self) -> float:
+        """The quantity at the best level, or 0.0 when the side is empty."""
+        keys = self.keys
+        return self.qty[keys[-1]] if keys else 0.0
+
+    def get(self, key: float) -> float:
+        """The quantity at a signed price, or 0.0 when there is no level."""
+        return self.qty.get(key, 0.0)
+
+    def qty_from(self, key: float) -> float:
+        """The total quantity at signed prices >= ``key``, summed in ascending order."""
+        keys = self.keys
+        qty = self.qty
+        return sum([qty[k] for k in keys[bisect_left(keys, key):]], 0.0)
+
+    def top(self, n: int) -> list[Level]:
+        """Up to ``n`` levels as (price, qty), best first, prices unsigned."""
+        if n <= 0:
+            return []
+        sign = self.sign
+        qty = self.qty
+        return [(sign * key, qty[key]) for key in self.keys[-1 : -n - 1 : -1]]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+class SideStore(Protocol):
+    """What the book needs of a side: ``PyBookSide`` and ``bot._cbook.BookSide`` both are."""
+
+    @property
+    def sign(self) -> float: ...
+    def replace(self, levels: Sequence[Level]) -> None: ...
+    def update(self, levels: Sequence[Level]) -> None: ...
+    def best(self) -> float: ...
+    def best_qty(self) -> float: ...
+    def get(self, key: float) -> float: ...
+    def qty_from(self, key: float) -> float: ...
+    def top(self, n: int) -> list[Level]: ...
+    def __len__(self) -> int: ...
+
+
+BookSide: Callable[[float], SideStore]
+"""The side the book uses: the compiled one when built, else the reference."""
+try:
+    from bot._cbook import BookSide as _CBookSide
+except ImportError:  # built without a C compiler: the reference is correct, only slower
+    BookSide = PyBookSide
+else:
+    BookSide = _CBookSide if not os.environ.get("MMBOT_PURE_PYTHON") else PyBookSide
+COMPILED = BookSide is not PyBookSide
 
 
 def _first_bad_level(levels: tuple[Level, ...]) -> Level | None:
@@ -94,11 +164,15 @@ class OrderBook:
         "updates",
     )
 
-    def __init__(self, symbol: str) -> None:
-        """Create an empty, invalid book for ``symbol``; it becomes valid with a snapshot."""
+    def __init__(self, symbol: str, side_type: Callable[[float], SideStore] | None = None) -> None:
+        """Create an empty, invalid book for ``symbol``; it becomes valid with a snapshot.
+
+        ``side_type`` picks the side implementation (default ``BookSide``: compiled if built).
+        """
         self.symbol = symbol
-        self._bids = _BookSide(float(Side.BUY))
-        self._asks = _BookSide(float(Side.SELL))
+        side = side_type or BookSide
+        self._bids = side(float(Side.BUY))
+        self._asks = side(float(Side.SELL))
         self._invalid_reason = "no snapshot yet"
         self.sequence = 0
         self.last_update_ns = 0
@@ -214,9 +288,8 @@ class OrderBook:
 
     def is_crossed(self) -> bool:
         """Return True when both sides are present and the best bid is >= the best ask."""
-        bids = self._bids.keys
-        asks = self._asks.keys
-        return bool(bids) and bool(asks) and bids[-1] >= -asks[-1]
+        # An empty side's best is nan, and comparisons with nan are False.
+        return self._bids.best() >= -self._asks.best()
 
     # ----------------------------------------------------------------------------------------
     # Best of book
@@ -225,65 +298,48 @@ class OrderBook:
     @property
     def best_bid(self) -> float:
         """The highest bid price, or nan when there are no bids."""
-        keys = self._bids.keys
-        return keys[-1] if keys else _NAN
+        return self._bids.best()
 
     @property
     def best_ask(self) -> float:
         """The lowest ask price, or nan when there are no asks."""
-        keys = self._asks.keys
-        return -keys[-1] if keys else _NAN
+        return -self._asks.best()
 
     @property
     def best_bid_qty(self) -> float:
         """The quantity at the best bid, or 0.0 when there are no bids."""
-        side = self._bids
-        return side.qty[side.keys[-1]] if side.keys else 0.0
+        return self._bids.best_qty()
 
     @property
     def best_ask_qty(self) -> float:
         """The quantity at the best ask, or 0.0 when there are no asks."""
-        side = self._asks
-        return side.qty[side.keys[-1]] if side.keys else 0.0
+        return self._asks.best_qty()
 
     @property
     def mid(self) -> float:
         """The mid price, or nan unless both sides have a level."""
-        bids = self._bids.keys
-        asks = self._asks.keys
-        if bids and asks:
-            return (bids[-1] + -asks[-1]) * 0.5
-        return _NAN
+        return (self._bids.best() + -self._asks.best()) * 0.5
 
     @property
     def spread(self) -> float:
         """Best ask minus best bid, or nan unless both sides have a level."""
-        bids = self._bids.keys
-        asks = self._asks.keys
-        if bids and asks:
-            return -asks[-1] - bids[-1]
-        return _NAN
+        return -self._asks.best() - self._bids.best()
 
     # ----------------------------------------------------------------------------------------
     # Depth
     # ----------------------------------------------------------------------------------------
 
-    def _side(self, side: Side) -> _BookSide:
+    def _side(self, side: Side) -> SideStore:
         return self._bids if side is Side.BUY else self._asks
 
     def qty_at(self, side: Side, price: float) -> float:
         """Return the quantity resting at ``price`` on ``side`` (BUY = bids), 0.0 if no level."""
-        book_side = self._side(side)
-        return book_side.qty.get(book_side.sign * price, 0.0)
+        book_side = self._bids if side is Side.BUY else self._asks
+        return book_side.get(book_side.sign * price)
 
     def depth(self, side: Side, n: int) -> list[Level]:
         """Return up to ``n`` levels of ``side`` (BUY = bids), best first."""
-        if n <= 0:
-            return []
-        book_side = self._side(side)
-        sign = book_side.sign
-        qty = book_side.qty
-        return [(sign * key, qty[key]) for key in book_side.keys[-1 : -n - 1 : -1]]
+        return self._side(side).top(n)
 
     def cumulative_qty(self, side: Side, price: float) -> float:
         """Return the total quantity on ``side`` at prices at or better than ``price``.
@@ -292,11 +348,8 @@ class OrderBook:
         (or together with) a resting order at ``price``.
         """
         book_side = self._side(side)
-        keys = book_side.keys
-        qty = book_side.qty
-        start = bisect_left(keys, book_side.sign * price)
-        return sum([qty[key] for key in keys[start:]], 0.0)
+        return book_side.qty_from(book_side.sign * price)
 
     def levels(self, side: Side) -> int:
         """Return the number of price levels on ``side`` (BUY = bids)."""
-        return len(self._side(side).keys)
+        return len(self._side(side))

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.book import OrderBook
+import bot.book
+from bot.book import OrderBook, PyBookSide
 from bot.errors import DataError
 from bot.events import BookDelta, BookSnapshot, Level, Side
 
@@ -40,6 +41,15 @@ def state(book: OrderBook) -> tuple[list[Level], list[Level], int, int, int]:
         book.last_update_ns,
         book.updates,
     )
+
+
+@pytest.fixture(autouse=True, params=["compiled", "reference"])
+def _side_type(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run every test on the compiled side and on its pure-Python reference."""
+    if request.param == "reference":
+        monkeypatch.setattr(bot.book, "BookSide", PyBookSide)
+    elif not bot.book.COMPILED:
+        pytest.skip("bot._cbook was not built")
 
 
 @pytest.fixture

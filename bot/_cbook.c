@@ -1,0 +1,523 @@
+/*
+ * bot._cbook: one side of an L2 order book in C (the compiled twin of bot.book.PyBookSide).
+ *
+ * The side stores *signed* prices ("keys": price for bids, -price for asks) in ascending order
+ * in a plain array of doubles, with the quantities in a parallel array, so the best level is
+ * the last element on both sides (see bot/book.py). Every method has exactly the semantics of
+ * the pure-Python reference PyBookSide; tests/test_cbook.py checks the two against each other
+ * on random operation sequences and on real captures.
+ *
+ * update() applies levels in order (absolute quantities, 0 removes). A batch whose keys are
+ * strictly monotone (Binance sends each side sorted) is merged in one pass over the part of the
+ * array at or above its lowest key, instead of one insertion per level, so a diff of a thousand
+ * levels costs one sweep of the touched suffix.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    PyObject_HEAD
+    double sign;
+    double *keys;
+    double *qty;
+    Py_ssize_t n;
+    Py_ssize_t cap;
+    /* scratch for merges and batch reads */
+    double *tmp_keys;
+    double *tmp_qty;
+    Py_ssize_t tmp_cap;
+} BookSide;
+
+/* ------------------------------------------------------------------ memory */
+
+static int
+grow_main(BookSide *self, Py_ssize_t need)
+{
+    if (need <= self->cap)
+        return 0;
+    Py_ssize_t cap = self->cap ? self->cap : 64;
+    while (cap < need)
+        cap *= 2;
+    double *k = PyMem_Realloc(self->keys, (size_t)cap * sizeof(double));
+    if (k == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->keys = k;
+    double *q = PyMem_Realloc(self->qty, (size_t)cap * sizeof(double));
+    if (q == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->qty = q;
+    self->cap = cap;
+    return 0;
+}
+
+static int
+grow_tmp(BookSide *self, Py_ssize_t need)
+{
+    if (need <= self->tmp_cap)
+        return 0;
+    Py_ssize_t cap = self->tmp_cap ? self->tmp_cap : 64;
+    while (cap < need)
+        cap *= 2;
+    double *k = PyMem_Realloc(self->tmp_keys, (size_t)cap * sizeof(double));
+    if (k == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->tmp_keys = k;
+    double *q = PyMem_Realloc(self->tmp_qty, (size_t)cap * sizeof(double));
+    if (q == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->tmp_qty = q;
+    self->tmp_cap = cap;
+    return 0;
+}
+
+/* First index whose key is >= key (bisect_left). */
+static Py_ssize_t
+lower_bound(const double *keys, Py_ssize_t n, double key)
+{
+    Py_ssize_t lo = 0, hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (keys[mid] < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* ------------------------------------------------------------------ reading levels */
+
+/* Read one level (a 2-sequence of numbers) into *price, *qty. */
+static int
+read_level(PyObject *level, double *price, double *qty)
+{
+    PyObject *p, *q;
+    PyObject *fast = NULL;
+    if (PyTuple_CheckExact(level) && PyTuple_GET_SIZE(level) == 2) {
+        p = PyTuple_GET_ITEM(level, 0);
+        q = PyTuple_GET_ITEM(level, 1);
+    }
+    else {
+        fast = PySequence_Fast(level, "a book level must be a (price, qty) pair");
+        if (fast == NULL)
+            return -1;
+        if (PySequence_Fast_GET_SIZE(fast) != 2) {
+            Py_ssize_t size = PySequence_Fast_GET_SIZE(fast);
+            Py_DECREF(fast);
+            PyErr_Format(PyExc_ValueError,
+                         "a book level must be a (price, qty) pair, got %zd values", size);
+            return -1;
+        }
+        p = PySequence_Fast_GET_ITEM(fast, 0);
+        q = PySequence_Fast_GET_ITEM(fast, 1);
+    }
+    *price = PyFloat_CheckExact(p) ? PyFloat_AS_DOUBLE(p) : PyFloat_AsDouble(p);
+    if (*price == -1.0 && PyErr_Occurred()) {
+        Py_XDECREF(fast);
+        return -1;
+    }
+    *qty = PyFloat_CheckExact(q) ? PyFloat_AS_DOUBLE(q) : PyFloat_AsDouble(q);
+    Py_XDECREF(fast);
+    if (*qty == -1.0 && PyErr_Occurred())
+        return -1;
+    return 0;
+}
+
+/* Read a sequence of levels into the scratch arrays as (key, qty); returns the count or -1. */
+static Py_ssize_t
+read_levels(BookSide *self, PyObject *levels)
+{
+    PyObject *fast = PySequence_Fast(levels, "book levels must be a sequence of (price, qty)");
+    if (fast == NULL)
+        return -1;
+    Py_ssize_t m = PySequence_Fast_GET_SIZE(fast);
+    if (grow_tmp(self, m) < 0) {
+        Py_DECREF(fast);
+        return -1;
+    }
+    PyObject **items = PySequence_Fast_ITEMS(fast);
+    double sign = self->sign;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        double price, qty;
+        if (read_level(items[i], &price, &qty) < 0) {
+            Py_DECREF(fast);
+            return -1;
+        }
+        self->tmp_keys[i] = sign * price;
+        self->tmp_qty[i] = qty;
+    }
+    Py_DECREF(fast);
+    return m;
+}
+
+/* ------------------------------------------------------------------ mutation */
+
+/* Set the absolute quantity of one key; 0 removes it (absent is fine). */
+static int
+set_one(BookSide *self, double key, double qty)
+{
+    Py_ssize_t n = self->n;
+    Py_ssize_t i = lower_bound(self->keys, n, key);
+    int found = i < n && self->keys[i] == key;
+    if (qty == 0.0) {
+        if (found) {
+            memmove(self->keys + i, self->keys + i + 1, (size_t)(n - i - 1) * sizeof(double));
+            memmove(self->qty + i, self->qty + i + 1, (size_t)(n - i - 1) * sizeof(double));
+            self->n = n - 1;
+        }
+        return 0;
+    }
+    if (found) {
+        self->qty[i] = qty;
+        return 0;
+    }
+    if (grow_main(self, n + 1) < 0)
+        return -1;
+    memmove(self->keys + i + 1, self->keys + i, (size_t)(n - i) * sizeof(double));
+    memmove(self->qty + i + 1, self->qty + i, (size_t)(n - i) * sizeof(double));
+    self->keys[i] = key;
+    self->qty[i] = qty;
+    self->n = n + 1;
+    return 0;
+}
+
+/*
+ * Merge an ascending, strictly increasing batch (bk, bq, m; in the scratch arrays or reversed
+ * in place there) into the main arrays. Only the suffix from the batch's lowest key changes.
+ */
+static int
+merge_ascending(BookSide *self, const double *bk, const double *bq, Py_ssize_t m)
+{
+    Py_ssize_t n = self->n;
+    Py_ssize_t start = lower_bound(self->keys, n, bk[0]);
+    Py_ssize_t tail = n - start;
+    /* Copy the old suffix aside, then write the merged suffix back from start. */
+    double *old_k = PyMem_Malloc((size_t)(tail ? tail : 1) * sizeof(double));
+    double *old_q = PyMem_Malloc((size_t)(tail ? tail : 1) * sizeof(double));
+    if (old_k == NULL || old_q == NULL) {
+        PyMem_Free(old_k);
+        PyMem_Free(old_q);
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(old_k, self->keys + start, (size_t)tail * sizeof(double));
+    memcpy(old_q, self->qty + start, (size_t)tail * sizeof(double));
+    if (grow_main(self, n + m) < 0) {
+        PyMem_Free(old_k);
+        PyMem_Free(old_q);
+        return -1;
+    }
+    double *keys = self->keys, *qty = self->qty;
+    Py_ssize_t i = 0, j = 0, out = start;
+    while (i < tail && j < m) {
+        double a = old_k[i], b = bk[j];
+        if (a < b) {
+            keys[out] = a;
+            qty[out++] = old_q[i++];
+        }
+        else if (b < a) {
+            if (bq[j] != 0.0) {
+                keys[out] = b;
+                qty[out++] = bq[j];
+            }
+            j++;
+        }
+        else {
+            if (bq[j] != 0.0) {
+                keys[out] = b;
+                qty[out++] = bq[j];
+            }
+            i++;
+            j++;
+        }
+    }
+    while (i < tail) {
+        keys[out] = old_k[i];
+        qty[out++] = old_q[i++];
+    }
+    while (j < m) {
+        if (bq[j] != 0.0) {
+            keys[out] = bk[j];
+            qty[out++] = bq[j];
+        }
+        j++;
+    }
+    self->n = out;
+    PyMem_Free(old_k);
+    PyMem_Free(old_q);
+    return 0;
+}
+
+static void
+reverse(double *a, Py_ssize_t m)
+{
+    for (Py_ssize_t i = 0, j = m - 1; i < j; i++, j--) {
+        double t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+}
+
+static PyObject *
+BookSide_update(BookSide *self, PyObject *levels)
+{
+    Py_ssize_t m = read_levels(self, levels);
+    if (m < 0)
+        return NULL;
+    double *bk = self->tmp_keys, *bq = self->tmp_qty;
+    if (m >= 4) {
+        int ascending = 1, descending = 1;
+        for (Py_ssize_t i = 1; i < m && (ascending || descending); i++) {
+            /* NaN compares false both ways: such a batch goes level by level. */
+            if (!(bk[i - 1] < bk[i]))
+                ascending = 0;
+            if (!(bk[i - 1] > bk[i]))
+                descending = 0;
+        }
+        if (descending) {
+            reverse(bk, m);
+            reverse(bq, m);
+            ascending = 1;
+        }
+        if (ascending) {
+            if (merge_ascending(self, bk, bq, m) < 0)
+                return NULL;
+            Py_RETURN_NONE;
+        }
+    }
+    for (Py_ssize_t i = 0; i < m; i++) {
+        if (set_one(self, bk[i], bq[i]) < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* Sort helper for replace(): by key, then by position (so the last of equal keys wins). */
+typedef struct {
+    double key;
+    double qty;
+    Py_ssize_t pos;
+} Entry;
+
+static int
+entry_cmp(const void *a, const void *b)
+{
+    const Entry *x = a, *y = b;
+    if (x->key < y->key)
+        return -1;
+    if (x->key > y->key)
+        return 1;
+    return (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+static PyObject *
+BookSide_replace(BookSide *self, PyObject *levels)
+{
+    Py_ssize_t m = read_levels(self, levels);
+    if (m < 0)
+        return NULL;
+    Entry *entries = PyMem_Malloc((size_t)(m ? m : 1) * sizeof(Entry));
+    if (entries == NULL)
+        return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < m; i++) {
+        entries[i].key = self->tmp_keys[i];
+        entries[i].qty = self->tmp_qty[i];
+        entries[i].pos = i;
+    }
+    qsort(entries, (size_t)m, sizeof(Entry), entry_cmp);
+    if (grow_main(self, m) < 0) {
+        PyMem_Free(entries);
+        return NULL;
+    }
+    Py_ssize_t out = 0;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        /* The last of a run of equal keys holds the quantity that stands. */
+        if (i + 1 < m && entries[i + 1].key == entries[i].key)
+            continue;
+        if (entries[i].qty == 0.0)
+            continue;
+        self->keys[out] = entries[i].key;
+        self->qty[out++] = entries[i].qty;
+    }
+    self->n = out;
+    PyMem_Free(entries);
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------ queries */
+
+static PyObject *
+BookSide_best(BookSide *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyFloat_FromDouble(self->n ? self->keys[self->n - 1] : Py_NAN);
+}
+
+static PyObject *
+BookSide_best_qty(BookSide *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyFloat_FromDouble(self->n ? self->qty[self->n - 1] : 0.0);
+}
+
+static PyObject *
+BookSide_get(BookSide *self, PyObject *arg)
+{
+    double key = PyFloat_AsDouble(arg);
+    if (key == -1.0 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t i = lower_bound(self->keys, self->n, key);
+    return PyFloat_FromDouble(i < self->n && self->keys[i] == key ? self->qty[i] : 0.0);
+}
+
+static PyObject *
+BookSide_qty_from(BookSide *self, PyObject *arg)
+{
+    double key = PyFloat_AsDouble(arg);
+    if (key == -1.0 && PyErr_Occurred())
+        return NULL;
+    double total = 0.0;
+    for (Py_ssize_t i = lower_bound(self->keys, self->n, key); i < self->n; i++)
+        total += self->qty[i];
+    return PyFloat_FromDouble(total);
+}
+
+static PyObject *
+BookSide_top(BookSide *self, PyObject *arg)
+{
+    Py_ssize_t count = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
+    if (count == -1 && PyErr_Occurred())
+        return NULL;
+    if (count < 0)
+        count = 0;
+    if (count > self->n)
+        count = self->n;
+    PyObject *out = PyList_New(count);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_ssize_t at = self->n - 1 - i;
+        PyObject *level = Py_BuildValue("(dd)", self->sign * self->keys[at], self->qty[at]);
+        if (level == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, level);
+    }
+    return out;
+}
+
+static Py_ssize_t
+BookSide_len(BookSide *self)
+{
+    return self->n;
+}
+
+/* ------------------------------------------------------------------ type plumbing */
+
+static int
+BookSide_init(BookSide *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"sign", NULL};
+    double sign;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "d", kwlist, &sign))
+        return -1;
+    if (sign != 1.0 && sign != -1.0) {
+        PyErr_Format(PyExc_ValueError, "sign must be 1.0 (bids) or -1.0 (asks)");
+        return -1;
+    }
+    self->sign = sign;
+    self->n = 0;
+    return 0;
+}
+
+static void
+BookSide_dealloc(BookSide *self)
+{
+    PyMem_Free(self->keys);
+    PyMem_Free(self->qty);
+    PyMem_Free(self->tmp_keys);
+    PyMem_Free(self->tmp_qty);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+BookSide_get_sign(BookSide *self, void *Py_UNUSED(closure))
+{
+    return PyFloat_FromDouble(self->sign);
+}
+
+static PyMethodDef BookSide_methods[] = {
+    {"update", (PyCFunction)BookSide_update, METH_O,
+     "Set absolute quantities, in order; a quantity of 0 removes the level."},
+    {"replace", (PyCFunction)BookSide_replace, METH_O,
+     "Replace every level; a repeated price keeps its last quantity, zeros are dropped."},
+    {"best", (PyCFunction)BookSide_best, METH_NOARGS,
+     "The best (last) signed price, or nan when the side is empty."},
+    {"best_qty", (PyCFunction)BookSide_best_qty, METH_NOARGS,
+     "The quantity at the best level, or 0.0 when the side is empty."},
+    {"get", (PyCFunction)BookSide_get, METH_O,
+     "The quantity at a signed price, or 0.0 when there is no level."},
+    {"qty_from", (PyCFunction)BookSide_qty_from, METH_O,
+     "The total quantity at signed prices >= the one given (ascending order sum)."},
+    {"top", (PyCFunction)BookSide_top, METH_O,
+     "Up to n levels as (price, qty), best first, prices unsigned."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef BookSide_getset[] = {
+    {"sign", (getter)BookSide_get_sign, NULL, "1.0 for bids, -1.0 for asks.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PySequenceMethods BookSide_as_sequence = {
+    .sq_length = (lenfunc)BookSide_len,
+};
+
+static PyTypeObject BookSideType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "bot._cbook.BookSide",
+    .tp_doc = PyDoc_STR("One side of an L2 book: signed prices ascending, best last."),
+    .tp_basicsize = sizeof(BookSide),
+    .tp_itemsize = 0,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)BookSide_init,
+    .tp_dealloc = (destructor)BookSide_dealloc,
+    .tp_methods = BookSide_methods,
+    .tp_getset = BookSide_getset,
+    .tp_as_sequence = &BookSide_as_sequence,
+};
+
+static struct PyModuleDef cbook_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "bot._cbook",
+    .m_doc = "Compiled order-book side (see bot.book.PyBookSide for the reference).",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC
+PyInit__cbook(void)
+{
+    if (PyType_Ready(&BookSideType) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&cbook_module);
+    if (module == NULL)
+        return NULL;
+    Py_INCREF(&BookSideType);
+    if (PyModule_AddObject(module, "BookSide", (PyObject *)&BookSideType) < 0) {
+        Py_DECREF(&BookSideType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -1,0 +1,218 @@
+"""The compiled book side (bot/_cbook.c) against its pure-Python reference (PyBookSide).
+
+Random operation sequences, edge cases and bad input, then the real Binance USD-M capture
+booked by both, then a whole replay with each: every observable must be identical.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import bot.book
+from bot.book import OrderBook, PyBookSide
+from bot.events import BookDelta, BookSnapshot, Level, Side
+
+try:
+    from bot._cbook import BookSide as CBookSide
+except ImportError:  # pragma: no cover - only where no C compiler was available
+    CBookSide = None  # type: ignore[assignment,misc]
+
+# Read at import: the autouse fixture in conftest.py clears MMBOT_* variables for each test.
+REQUIRE_CBOOK = os.environ.get("MMBOT_REQUIRE_CBOOK") == "1"
+needs_c = pytest.mark.skipif(CBookSide is None, reason="bot._cbook was not built")
+NAN = float("nan")
+
+
+def test_extension_is_built_where_required() -> None:
+    # CI sets MMBOT_REQUIRE_CBOOK: there the fallback must not hide a failed build.
+    if not REQUIRE_CBOOK and CBookSide is None:
+        pytest.skip("bot._cbook was not built (no C compiler at install time)")
+    assert CBookSide is not None
+    assert bot.book.COMPILED
+    assert bot.book.BookSide is CBookSide
+
+
+def observe(side: Any, probes: list[float]) -> tuple[Any, ...]:
+    """Everything a side can tell, in a comparable form (nan made comparable)."""
+    best = side.best()
+    return (
+        len(side),
+        side.top(len(side) + 3),
+        side.top(2),
+        side.top(0),
+        side.top(-1),
+        "nan" if math.isnan(best) else best,
+        side.best_qty(),
+        [side.get(p) for p in probes],
+        [side.qty_from(p) for p in probes],
+    )
+
+
+# Prices on a coarse grid so updates hit existing levels, delete them and re-add them.
+prices = st.integers(1, 40).map(lambda i: 100.0 + i * 0.5)
+qtys = st.sampled_from([0.0, 0.0, -0.0, 0.001, 1.0, 2.5, 7.0, 1e-9, 3.3])
+level_lists = st.lists(st.tuples(prices, qtys), max_size=30)
+orders = st.sampled_from(["as_is", "ascending", "descending", "asc_unique", "desc_unique"])
+
+
+def arrange(levels: list[Level], order: str) -> list[Level]:
+    if order == "as_is":
+        return levels
+    if order.endswith("unique"):  # strictly monotone: the merge path of the C side
+        levels = list({p: (p, q) for p, q in levels}.values())
+    return sorted(levels, reverse=order.startswith("desc"))
+
+
+@needs_c
+@settings(max_examples=300, deadline=None)
+@given(
+    sign=st.sampled_from([1.0, -1.0]),
+    ops=st.lists(st.tuples(st.sampled_from(["update", "update", "update", "replace"]),
+                           level_lists, orders), max_size=25),
+)
+def test_random_operations_match_the_reference(
+    sign: float, ops: list[tuple[str, list[Level], str]]
+) -> None:
+    ref, fast = PyBookSide(sign), CBookSide(sign)
+    probes = [sign * (100.0 + i * 0.25) for i in range(0, 86)]
+    for op, levels, order in ops:
+        batch = tuple(arrange(levels, order))
+        getattr(ref, op)(batch)
+        getattr(fast, op)(batch)
+        assert observe(fast, probes) == observe(ref, probes)
+
+
+@needs_c
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_large_sorted_batches_merge_like_level_by_level(sign: float) -> None:
+    ref, fast = PyBookSide(sign), CBookSide(sign)
+    base = [(1000.0 + i, float(i % 7 + 1)) for i in range(2000)]
+    for side in (ref, fast):
+        side.replace(base)
+    # A diff of 1,000 levels in both orders, inserting, changing and deleting across the book.
+    diff = [(1000.0 + i * 2.5, 0.0 if i % 3 == 0 else float(i)) for i in range(1000)]
+    for batch in (diff, diff[::-1], diff[:4], diff[-5:]):
+        ref.update(batch)
+        fast.update(batch)
+        assert fast.top(10_000) == ref.top(10_000)
+    probes = [sign * p for p in (999.0, 1000.0, 1500.25, 2000.0, 3500.0, 4000.0)]
+    assert observe(fast, probes) == observe(ref, probes)
+
+
+@needs_c
+def test_empty_side_and_signs() -> None:
+    side = CBookSide(-1.0)
+    assert len(side) == 0
+    assert math.isnan(side.best())
+    assert side.best_qty() == 0.0
+    assert side.top(5) == []
+    assert side.qty_from(-100.0) == 0.0
+    side.update([(101.0, 1.0), (100.5, 2.0)])
+    assert side.sign == -1.0
+    assert side.best() == -100.5  # asks: the lowest price is the highest signed key
+    assert side.top(5) == [(100.5, 2.0), (101.0, 1.0)]
+    assert side.get(-101.0) == 1.0 and side.get(101.0) == 0.0
+    side.update([(100.5, 0.0), (100.5, 0.0), (99.0, 0.0)])  # missing levels are fine
+    assert side.top(5) == [(101.0, 1.0)]
+
+
+@needs_c
+@pytest.mark.parametrize("side_type", [PyBookSide, CBookSide], ids=["py", "c"])
+@pytest.mark.parametrize(
+    ("levels", "error"),
+    [([(1.0,)], ValueError), ([(1.0, 2.0, 3.0)], ValueError), ([("x", 1.0)], TypeError),
+     ([1.0], TypeError)],
+)
+def test_malformed_levels_raise_in_both(
+    side_type: Callable[[float], Any], levels: list[Any], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        side_type(1.0).update(levels)
+
+
+@needs_c
+def test_bad_sign_is_refused() -> None:
+    for side_type in (PyBookSide, CBookSide):
+        with pytest.raises(ValueError, match="sign"):
+            side_type(0.5)
+
+
+@needs_c
+def test_lists_and_ints_are_levels_too() -> None:
+    ref, fast = PyBookSide(1.0), CBookSide(1.0)
+    for side in (ref, fast):
+        side.update([[100, 1], [101, 2]])
+        side.update(((100.0, 3),))
+    assert fast.top(5) == ref.top(5) == [(101.0, 2.0), (100.0, 3.0)]
+
+
+def _book_events(path: Path, limit: int) -> list[BookSnapshot | BookDelta]:
+    from adapters.recording import iter_frames
+    from bot.replay import FrameRouter, resolve_source
+
+    source = resolve_source([path], None, None)
+    router = FrameRouter(source)
+    events: list[BookSnapshot | BookDelta] = []
+    for frame in iter_frames(source.paths):
+        for event in router.events(frame):
+            if isinstance(event, BookSnapshot | BookDelta):
+                events.append(event)
+        if len(events) >= limit:
+            break
+    return events
+
+
+@needs_c
+def test_real_capture_books_identically(shared_data: Path) -> None:
+    events = _book_events(shared_data / "hftbacktest" / "usdm" / "btcusdt_20240808.gz", 10**9)
+    assert len(events) > 6_000
+    ref, fast = OrderBook("BTCUSDT", PyBookSide), OrderBook("BTCUSDT", CBookSide)
+    big = 0
+    for index, event in enumerate(events):
+        for book in (ref, fast):
+            try:
+                book.apply(event)
+            except Exception as exc:  # pragma: no cover - the capture is clean
+                raise AssertionError(f"event {index}: {exc}") from exc
+        big += len(event.bids) + len(event.asks) >= 100
+        assert (fast.best_bid, fast.best_ask, fast.best_bid_qty, fast.best_ask_qty) == (
+            ref.best_bid, ref.best_ask, ref.best_bid_qty, ref.best_ask_qty)
+        if index % 100 == 0 or index == len(events) - 1:
+            for side in (Side.BUY, Side.SELL):
+                assert fast.depth(side, 100_000) == ref.depth(side, 100_000)
+                probe = ref.depth(side, 50)[-1][0]
+                assert fast.cumulative_qty(side, probe) == ref.cumulative_qty(side, probe)
+    assert big > 500  # the merge path ran on real diffs, not only small ones
+    assert ref.levels(Side.BUY) > 500 and ref.levels(Side.SELL) > 500
+
+
+@needs_c
+def test_replay_is_identical_with_either_side(
+    shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.replay import replay_summary, resolve_source, run_replay
+    from bot.settings import load_settings
+
+    source = resolve_source([shared_data / "hftbacktest" / "usdm" / "btcusdt_20240808.gz"],
+                            None, None)
+    settings_ = load_settings(None, {"market": {"venue": source.venue,
+                                                "symbol": source.symbol}})
+    summaries = []
+    for side_type in (CBookSide, PyBookSide):
+        monkeypatch.setattr(bot.book, "BookSide", side_type)
+        result = run_replay(source, settings_, None)
+        summary = replay_summary(result, source, settings_, None)
+        for volatile in ("elapsed_s", "messages_per_s", "run_dir", "report"):
+            summary.pop(volatile, None)
+        book = result.engine.book
+        summaries.append((summary, book.depth(Side.BUY, 100_000), book.depth(Side.SELL, 100_000)))
+    assert summaries[0][0]["book_updates"] > 5_000
+    assert summaries[0] == summaries[1]
