@@ -52,6 +52,7 @@ from bot.events import (
     Side,
     Trade,
 )
+from bot.native import nth_bracket
 
 Market = Literal["spot", "usdm", "coinm"]
 TradeStream = Literal["trade", "aggTrade"]
@@ -277,13 +278,12 @@ def _split_tail(raw: str, count: int) -> tuple[tuple[Level, ...], float, str]:
         msgspec.DecodeError, msgspec.ValidationError: The levels taken are corrupt.
     """
     # Levels hold only decimal strings, so every "[" after the outer one opens a level.
-    start = len(raw)
-    near_start = -1
-    for _ in range(count + 1):
-        near_start = start
-        start = raw.rfind("[", 1, start)
-        if start < 0:
-            return tuple(_LEVELS_DECODER.decode(raw)), _NAN, ""
+    start = nth_bracket(raw, count + 1, True)
+    if start < 0:
+        return tuple(_LEVELS_DECODER.decode(raw)), _NAN, ""
+    near_start = raw.find("[", start + 1)
+    if near_start < 0:  # count == 0: nothing near, the deep part is the whole array
+        near_start = len(raw)
     levels = _LEVELS_DECODER.decode("[" + raw[start:])
     return tuple(levels[1:]), levels[0][0], _strip_comma(raw[:near_start]) + "]"
 
@@ -297,11 +297,9 @@ def _split_head(raw: str, count: int) -> tuple[tuple[Level, ...], float, str]:
     Raises:
         msgspec.DecodeError, msgspec.ValidationError: The levels taken are corrupt.
     """
-    start = 0
-    for _ in range(count + 1):
-        start = raw.find("[", start + 1)
-        if start < 0:
-            return tuple(_LEVELS_DECODER.decode(raw)), _NAN, ""
+    start = nth_bracket(raw, count + 1, False)
+    if start < 0:
+        return tuple(_LEVELS_DECODER.decode(raw)), _NAN, ""
     # ``start`` opens the level after the near ones (the first deep level).
     end = raw.find("[", start + 1)
     head = raw if end < 0 else _strip_comma(raw[:end]) + "]"

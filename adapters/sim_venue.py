@@ -57,6 +57,7 @@ from bot.events import (
     Side,
     Trade,
 )
+from bot.native import level_qty
 
 _INF = math.inf
 _BPS = 1e-4
@@ -485,11 +486,11 @@ class SimVenue(_VenueCore):
         limit = command.price
         sign = float(command.side)
         remaining = command.qty
-        for level_price, level_qty in book.depth(opposite, book.levels(opposite)):
+        for level_price, resting in book.depth(opposite, book.levels(opposite)):
             # sign * (limit - level_price) < 0: the level is beyond our limit price.
             if remaining <= 0.0 or sign * (limit - level_price) < 0.0:
                 break
-            qty = min(remaining, level_qty)
+            qty = min(remaining, resting)
             remaining = 0.0 if qty >= remaining else remaining - qty
             self._fill(
                 command.client_order_id,
@@ -557,20 +558,19 @@ class SimVenue(_VenueCore):
             self._traded[key] = self._traded.get(key, 0.0) + qty
 
     def _on_depth(self, event: BookDelta | BookSnapshot) -> None:
-        # Work is per resting order, never per level: deltas of hundreds of levels are the
-        # latency tail. Level lookups are dict builds in C; the market moving through an
-        # order is checked against the updated book in after_book().
+        # Work is per resting order, never per level in Python: deltas of hundreds of levels
+        # are the latency tail. level_qty scans in C; the market moving through an order is
+        # checked against the updated book in after_book().
         traded = self._traded
         if self._model is not FillModel.QUEUE:
             traded.clear()
             return
         snapshot = isinstance(event, BookSnapshot)
-        new_bids = dict(event.bids)
-        new_asks = dict(event.asks)
+        bids, asks = event.bids, event.asks
         for order in self._orders.values():
             side = order.side
             price = order.price
-            after = (new_bids if side is Side.BUY else new_asks).get(price)
+            after = level_qty(bids if side is Side.BUY else asks, price)
             if after is None:
                 if not snapshot:
                     continue  # the delta leaves our level as it was
@@ -582,7 +582,7 @@ class SimVenue(_VenueCore):
             else:
                 # Only our own price levels are ever tracked: forget those the update restated.
                 for key in [k for k in traded
-                            if (new_bids if k[0] is Side.BUY else new_asks).get(k[1]) is not None]:
+                            if level_qty(bids if k[0] is Side.BUY else asks, k[1]) is not None]:
                     del traded[key]
 
     def after_book(self, ts_ns: int) -> None:

@@ -498,11 +498,127 @@ static PyTypeObject BookSideType = {
     .tp_as_sequence = &BookSide_as_sequence,
 };
 
+/* ------------------------------------------------------------------ level helpers */
+
+/*
+ * nth_bracket(text, n, from_end): the index of the n-th "[" of text[1:] counted from the end
+ * (from_end) or from the start, or -1 when there are fewer. The parser cuts level arrays
+ * (which hold only decimal strings, so every "[" after the outer one opens a level) with it.
+ */
+static PyObject *
+cbook_nth_bracket(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "nth_bracket(text, n, from_end) takes 3 arguments");
+        return NULL;
+    }
+    PyObject *text = args[0];
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "nth_bracket: text must be str");
+        return NULL;
+    }
+    Py_ssize_t n = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    int from_end = PyObject_IsTrue(args[2]);
+    if (from_end < 0)
+        return NULL;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(text);
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t found = -1;
+    if (n >= 1) {
+        if (from_end) {
+            for (Py_ssize_t i = len - 1; i >= 1; i--) {
+                if (PyUnicode_READ(kind, data, i) == '[' && --n == 0) {
+                    found = i;
+                    break;
+                }
+            }
+        }
+        else {
+            for (Py_ssize_t i = 1; i < len; i++) {
+                if (PyUnicode_READ(kind, data, i) == '[' && --n == 0) {
+                    found = i;
+                    break;
+                }
+            }
+        }
+    }
+    return PyLong_FromSsize_t(found);
+}
+
+/* Read a number the way float() would: exact floats directly, anything else converted. */
+static int
+as_double(PyObject *obj, double *out)
+{
+    if (PyFloat_CheckExact(obj)) {
+        *out = PyFloat_AS_DOUBLE(obj);
+        return 0;
+    }
+    *out = PyFloat_AsDouble(obj);
+    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/*
+ * level_qty(levels, price): the quantity of the last level at ``price`` in a sequence of
+ * (price, qty) pairs (what dict(levels).get(price) gives), or None when there is none.
+ */
+static PyObject *
+cbook_level_qty(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "level_qty(levels, price) takes 2 arguments");
+        return NULL;
+    }
+    double price;
+    if (as_double(args[1], &price) < 0)
+        return NULL;
+    PyObject *fast = PySequence_Fast(args[0], "levels must be a sequence of (price, qty)");
+    if (fast == NULL)
+        return NULL;
+    PyObject **items = PySequence_Fast_ITEMS(fast);
+    for (Py_ssize_t i = PySequence_Fast_GET_SIZE(fast) - 1; i >= 0; i--) {
+        PyObject *level = items[i];
+        PyObject *p, *q;
+        if (PyTuple_CheckExact(level) && PyTuple_GET_SIZE(level) == 2) {
+            p = PyTuple_GET_ITEM(level, 0);
+            q = PyTuple_GET_ITEM(level, 1);
+        }
+        else {
+            Py_DECREF(fast);
+            PyErr_SetString(PyExc_TypeError, "level_qty: a level must be a (price, qty) tuple");
+            return NULL;
+        }
+        double at;
+        if (as_double(p, &at) < 0) {
+            Py_DECREF(fast);
+            return NULL;
+        }
+        if (at == price) {
+            Py_INCREF(q);
+            Py_DECREF(fast);
+            return q;
+        }
+    }
+    Py_DECREF(fast);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef cbook_functions[] = {
+    {"nth_bracket", (PyCFunction)(void (*)(void))cbook_nth_bracket, METH_FASTCALL,
+     "Index of the n-th '[' of text[1:] from the end or the start, or -1."},
+    {"level_qty", (PyCFunction)(void (*)(void))cbook_level_qty, METH_FASTCALL,
+     "Quantity of the last (price, qty) level at price, or None."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef cbook_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "bot._cbook",
     .m_doc = "Compiled order-book side (see bot.book.PyBookSide for the reference).",
     .m_size = -1,
+    .m_methods = cbook_functions,
 };
 
 PyMODINIT_FUNC

@@ -216,3 +216,58 @@ def test_replay_is_identical_with_either_side(
         summaries.append((summary, book.depth(Side.BUY, 100_000), book.depth(Side.SELL, 100_000)))
     assert summaries[0][0]["book_updates"] > 5_000
     assert summaries[0] == summaries[1]
+
+
+# --------------------------------------------------------------------------------------------
+# The parser's and the simulated venue's helpers (bot.native)
+# --------------------------------------------------------------------------------------------
+
+
+@needs_c
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet='[]",.0123456789 é', max_size=60),
+       n=st.integers(-2, 12), from_end=st.booleans())
+def test_nth_bracket_matches_the_reference(text: str, n: int, from_end: bool) -> None:
+    from bot import _cbook
+    from bot.native import py_nth_bracket
+
+    assert _cbook.nth_bracket(text, n, from_end) == py_nth_bracket(text, n, from_end)
+
+
+@needs_c
+def test_nth_bracket_on_a_real_level_array() -> None:
+    from bot import _cbook
+    from bot.native import py_nth_bracket
+
+    raw = '[["61800.2","2.9"],["61800.1","0.6"],["61799.9","1.0"]]'
+    assert _cbook.nth_bracket(raw, 1, True) == raw.rindex("[")
+    assert _cbook.nth_bracket(raw, 1, False) == 1
+    assert _cbook.nth_bracket(raw, 3, False) == raw.rindex("[")
+    assert _cbook.nth_bracket(raw, 4, True) == -1
+    for n in range(5):
+        for from_end in (True, False):
+            assert _cbook.nth_bracket(raw, n, from_end) == py_nth_bracket(raw, n, from_end)
+
+
+@needs_c
+@settings(max_examples=300, deadline=None)
+@given(levels=st.lists(st.tuples(prices, qtys), max_size=20), price=prices)
+def test_level_qty_is_dict_get(levels: list[Level], price: float) -> None:
+    from bot import _cbook
+    from bot.native import py_level_qty
+
+    batch = tuple(levels)
+    expected = dict(batch).get(price)
+    assert _cbook.level_qty(batch, price) == expected
+    assert py_level_qty(batch, price) == expected
+
+
+@needs_c
+def test_level_qty_refuses_what_is_not_a_level() -> None:
+    from bot import _cbook
+
+    with pytest.raises(TypeError):
+        _cbook.level_qty(((1.0, 2.0, 3.0),), 1.0)
+    with pytest.raises(TypeError):
+        _cbook.level_qty(5, 1.0)  # type: ignore[arg-type]
+    assert _cbook.level_qty([(1, 7)], 1.0) == 7  # ints compare as numbers, like dict keys
