@@ -599,8 +599,6 @@ class Engine:
             desired = _EMPTY
         ctx = self._risk_context(ts)
         decision = self.gate.check(desired, ctx)
-        if self.health is not None:
-            self._observe_health(ts, decision.approved)
         for change in decision.changes:
             self._risk_changed(change)
         if decision.denials or self._last_denials:
@@ -625,6 +623,9 @@ class Engine:
             self._send(admitted)
         if self.measure and not self.first_decision_ns:
             self.first_decision_ns = time.perf_counter_ns()
+        if self.health is not None:
+            # Bookkeeping only (evaluated after the event): off the tick-to-quote path.
+            self._observe_health(ts, decision.approved)
 
     def _refit(self, ts: int) -> None:
         """Re-fit A and k on the trailing window; use the fit only if it is sound."""
