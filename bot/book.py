@@ -18,13 +18,13 @@ the next good snapshot, because deltas applied on top of a broken state cannot r
 
 from __future__ import annotations
 
-import os
 from bisect import bisect_left, insort
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from bot.errors import DataError
 from bot.events import BookDelta, BookSnapshot, Level, Side
+from bot.native import cbook
 
 _INF = float("inf")
 _NAN = float("nan")
@@ -119,12 +119,7 @@ class SideStore(Protocol):
 
 BookSide: Callable[[float], SideStore]
 """The side the book uses: the compiled one when built, else the reference."""
-try:
-    from bot._cbook import BookSide as _CBookSide
-except ImportError:  # built without a C compiler: the reference is correct, only slower
-    BookSide = PyBookSide
-else:
-    BookSide = _CBookSide if not os.environ.get("MMBOT_PURE_PYTHON") else PyBookSide
+BookSide = cbook.BookSide if cbook is not None else PyBookSide
 COMPILED = BookSide is not PyBookSide
 
 

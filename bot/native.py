@@ -2,7 +2,7 @@
 
 Each name here is the C function when the extension was built, else the reference below it,
 which has the same results (``tests/test_cbook.py`` checks them against each other). The
-order book's side is chosen the same way in ``bot.book``. ``MMBOT_PURE_PYTHON=1`` runs the
+order book takes its side from ``cbook`` the same way. ``MMBOT_PURE_PYTHON=1`` runs the
 references.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from types import ModuleType
 
 Level = tuple[float, float]
 
@@ -36,15 +37,16 @@ def py_level_qty(levels: Sequence[Level], price: float) -> float | None:
     return None
 
 
-nth_bracket: Callable[[str, int, bool], int]
-level_qty: Callable[[Sequence[Level], float], float | None]
+cbook: ModuleType | None
+"""The compiled module ``bot._cbook``, or None (not built, or ``MMBOT_PURE_PYTHON`` set)."""
 try:
-    from bot import _cbook
+    from bot import _cbook as cbook
 except ImportError:  # built without a C compiler: the references are correct, only slower
-    _cbook = None  # type: ignore[assignment]
-if _cbook is None or os.environ.get("MMBOT_PURE_PYTHON"):
-    nth_bracket = py_nth_bracket
-    level_qty = py_level_qty
-else:
-    nth_bracket = _cbook.nth_bracket
-    level_qty = _cbook.level_qty
+    cbook = None
+if os.environ.get("MMBOT_PURE_PYTHON"):
+    cbook = None
+
+nth_bracket: Callable[[str, int, bool], int] = (
+    cbook.nth_bracket if cbook is not None else py_nth_bracket)
+level_qty: Callable[[Sequence[Level], float], float | None] = (
+    cbook.level_qty if cbook is not None else py_level_qty)

@@ -49,7 +49,7 @@ def _side_type(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     if request.param == "reference":
         monkeypatch.setattr(bot.book, "BookSide", PyBookSide)
     elif not bot.book.COMPILED:
-        pytest.skip("bot._cbook was not built")
+        pytest.skip("bot._cbook not built, or MMBOT_PURE_PYTHON set")
 
 
 @pytest.fixture
