@@ -20,6 +20,7 @@ from typing import Any
 
 from bot.errors import ConfigError
 from bot.logs import configure_logging
+from bot.native import cbook
 from bot.replay import resolve_source, run_replay
 from bot.settings import load_settings
 
@@ -76,6 +77,8 @@ def bench_command(paths: Sequence[Path], config: Path | None) -> dict[str, Any]:
             "samples": len(every),
         },
         "peak_rss_mb": peak_rss_mb(),
+        # The C book and helpers (bot/_cbook.c), or their pure-Python references.
+        "compiled": cbook is not None,
         "orders_sent": result.engine.stats.orders_sent,
         "fills": result.engine.stats.fills,
     }

@@ -225,6 +225,9 @@ def test_bench_reports_throughput_latency_and_memory(shared_data: Path) -> None:
     assert 0 < lat["p50"] <= lat["p99"] <= lat["max"]
     assert lat["samples"] > 100
     assert result["peak_rss_mb"] > 0
+    from bot.native import cbook
+
+    assert result["compiled"] is (cbook is not None)  # says what was measured
 
 
 @pytest.mark.parametrize("config", [None, "replay-btcusdt.toml"])
