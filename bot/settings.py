@@ -29,7 +29,10 @@ ENV_PREFIX = "MMBOT_"
 
 # Environment variables with our prefix that are not settings (test switches, secrets read
 # elsewhere); everything else under MMBOT_ must name a field.
-NON_SETTING_ENV = frozenset({"MMBOT_REQUIRE_SHARED_DATA", "MMBOT_REQUIRE_RAY"})
+NON_SETTING_ENV = frozenset({
+    "MMBOT_REQUIRE_SHARED_DATA", "MMBOT_REQUIRE_RAY", "MMBOT_REQUIRE_CBOOK",  # CI switches
+    "MMBOT_PURE_PYTHON",  # run the pure-Python book and helpers (bot.native)
+})
 
 
 class _Section(BaseModel):

@@ -77,6 +77,15 @@ def test_unknown_environment_variable_is_an_error(monkeypatch: pytest.MonkeyPatc
     assert err.value.field == "MMBOT_RSIK__MAX_INVENTORY"
 
 
+@pytest.mark.parametrize("name", ["MMBOT_PURE_PYTHON", "MMBOT_REQUIRE_CBOOK",
+                                  "MMBOT_REQUIRE_SHARED_DATA", "MMBOT_REQUIRE_RAY"])
+def test_switches_that_are_not_settings_are_let_through(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv(name, "1")
+    assert load_settings().risk == load_settings(environ={}).risk
+
+
 def test_unknown_nested_environment_variable_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MMBOT_RISK__MAX_INVENTRY", "7")
     with pytest.raises(ConfigError) as err:
