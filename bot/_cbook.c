@@ -33,52 +33,53 @@ typedef struct {
 
 /* ------------------------------------------------------------------ memory */
 
+/* Grow a pair of parallel arrays (keys, quantities) to hold at least ``need`` entries. */
 static int
-grow_main(BookSide *self, Py_ssize_t need)
+grow_pair(double **keys, double **qty, Py_ssize_t *cap, Py_ssize_t need)
 {
-    if (need <= self->cap)
+    if (need <= *cap)
         return 0;
-    Py_ssize_t cap = self->cap ? self->cap : 64;
-    while (cap < need)
-        cap *= 2;
-    double *k = PyMem_Realloc(self->keys, (size_t)cap * sizeof(double));
+    Py_ssize_t size = *cap ? *cap : 64;
+    while (size < need)
+        size *= 2;
+    double *k = PyMem_Realloc(*keys, (size_t)size * sizeof(double));
     if (k == NULL) {
         PyErr_NoMemory();
         return -1;
     }
-    self->keys = k;
-    double *q = PyMem_Realloc(self->qty, (size_t)cap * sizeof(double));
+    *keys = k;
+    double *q = PyMem_Realloc(*qty, (size_t)size * sizeof(double));
     if (q == NULL) {
         PyErr_NoMemory();
         return -1;
     }
-    self->qty = q;
-    self->cap = cap;
+    *qty = q;
+    *cap = size;
     return 0;
+}
+
+static int
+grow_main(BookSide *self, Py_ssize_t need)
+{
+    return grow_pair(&self->keys, &self->qty, &self->cap, need);
 }
 
 static int
 grow_tmp(BookSide *self, Py_ssize_t need)
 {
-    if (need <= self->tmp_cap)
+    return grow_pair(&self->tmp_keys, &self->tmp_qty, &self->tmp_cap, need);
+}
+
+/* Read a number the way float() would: exact floats directly, anything else converted. */
+static int
+as_double(PyObject *obj, double *out)
+{
+    if (PyFloat_CheckExact(obj)) {
+        *out = PyFloat_AS_DOUBLE(obj);
         return 0;
-    Py_ssize_t cap = self->tmp_cap ? self->tmp_cap : 64;
-    while (cap < need)
-        cap *= 2;
-    double *k = PyMem_Realloc(self->tmp_keys, (size_t)cap * sizeof(double));
-    if (k == NULL) {
-        PyErr_NoMemory();
-        return -1;
     }
-    self->tmp_keys = k;
-    double *q = PyMem_Realloc(self->tmp_qty, (size_t)cap * sizeof(double));
-    if (q == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    self->tmp_qty = q;
-    self->tmp_cap = cap;
-    return 0;
+    *out = PyFloat_AsDouble(obj);
+    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
 }
 
 /* First index whose key is >= key (bisect_left). */
@@ -122,16 +123,9 @@ read_level(PyObject *level, double *price, double *qty)
         p = PySequence_Fast_GET_ITEM(fast, 0);
         q = PySequence_Fast_GET_ITEM(fast, 1);
     }
-    *price = PyFloat_CheckExact(p) ? PyFloat_AS_DOUBLE(p) : PyFloat_AsDouble(p);
-    if (*price == -1.0 && PyErr_Occurred()) {
-        Py_XDECREF(fast);
-        return -1;
-    }
-    *qty = PyFloat_CheckExact(q) ? PyFloat_AS_DOUBLE(q) : PyFloat_AsDouble(q);
+    int status = (as_double(p, price) < 0 || as_double(q, qty) < 0) ? -1 : 0;
     Py_XDECREF(fast);
-    if (*qty == -1.0 && PyErr_Occurred())
-        return -1;
-    return 0;
+    return status;
 }
 
 /* Read a sequence of levels into the scratch arrays as (key, qty); returns the count or -1. */
@@ -546,18 +540,6 @@ cbook_nth_bracket(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t
         }
     }
     return PyLong_FromSsize_t(found);
-}
-
-/* Read a number the way float() would: exact floats directly, anything else converted. */
-static int
-as_double(PyObject *obj, double *out)
-{
-    if (PyFloat_CheckExact(obj)) {
-        *out = PyFloat_AS_DOUBLE(obj);
-        return 0;
-    }
-    *out = PyFloat_AsDouble(obj);
-    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
 }
 
 /*
