@@ -52,7 +52,7 @@ from bot.events import (
     Side,
     Trade,
 )
-from bot.native import nth_bracket
+from bot.native import count_through, nth_bracket
 
 Market = Literal["spot", "usdm", "coinm"]
 TradeStream = Literal["trade", "aggTrade"]
@@ -365,33 +365,44 @@ class _DeepLevels:
     at the end of its array (taken from the end) or at the start.
     """
 
-    __slots__ = ("_asks", "_asks_at_end", "_bids", "_bids_at_end", "_epoch", "_near",
-                 "_parser")
+    __slots__ = ("_ask_min", "_asks", "_asks_at_end", "_bid_max", "_bids", "_bids_at_end",
+                 "_epoch", "_near", "_parser")
 
     def __init__(self, parser: BinanceParser, epoch: int, near: BookDelta, bids: str,
-                 bids_at_end: bool, asks: str, asks_at_end: bool) -> None:
+                 bids_at_end: bool, bid_max: float, asks: str, asks_at_end: bool,
+                 ask_min: float) -> None:
         self._parser = parser
         self._epoch = epoch
         self._near = near
         self._bids = bids
         self._bids_at_end = bids_at_end
+        self._bid_max = bid_max
         self._asks = asks
         self._asks_at_end = asks_at_end
+        self._ask_min = ask_min
 
-    def more(self, count: int) -> tuple[BookDelta, float, float]:
-        """Decode the next ``count`` levels per side nearest the touch (see ``DeepLevels``)."""
-        bid_max, ask_min = -_INF, _INF
+    def through(self, bid_floor: float, ask_cap: float,
+                at_least: int = 1) -> tuple[BookDelta, float, float]:
+        """Decode the deferred levels that can reach ``bid_floor`` / ``ask_cap`` (``DeepLevels``).
+
+        Only prices are read to count them (``count_through``); just those levels are decoded.
+        """
         bids: tuple[Level, ...] = ()
         asks: tuple[Level, ...] = ()
         try:
-            if self._bids:
+            if self._bids and self._bid_max >= bid_floor:
+                count = max(at_least,
+                            count_through(self._bids, bid_floor, self._bids_at_end, True))
                 bids, bid_max, self._bids = _split(self._bids, count, self._bids_at_end)
-            if self._asks:
+                self._bid_max = -_INF if bid_max != bid_max else bid_max
+            if self._asks and self._ask_min <= ask_cap:
+                count = max(at_least,
+                            count_through(self._asks, ask_cap, self._asks_at_end, False))
                 asks, ask_min, self._asks = _split(self._asks, count, self._asks_at_end)
+                self._ask_min = _INF if ask_min != ask_min else ask_min
         except _DECODE_ERRORS as exc:
             raise self._corrupt(exc) from None
-        return (self._delta(bids, asks), -_INF if bid_max != bid_max else bid_max,
-                _INF if ask_min != ask_min else ask_min)
+        return self._delta(bids, asks), self._bid_max, self._ask_min
 
     def rest(self) -> BookDelta:
         """Decode every level not handed out yet (see ``DeepLevels``)."""
@@ -401,6 +412,7 @@ class _DeepLevels:
         except _DECODE_ERRORS as exc:
             raise self._corrupt(exc) from None
         self._bids = self._asks = ""
+        self._bid_max, self._ask_min = -_INF, _INF
         return self._delta(bids, asks)
 
     def whole(self) -> BookDelta:
@@ -418,6 +430,7 @@ class _DeepLevels:
 
     def _corrupt(self, exc: Exception) -> DataError:
         self._bids = self._asks = ""
+        self._bid_max, self._ask_min = -_INF, _INF
         self._parser._deep_corrupt(self._epoch)
         near = self._near
         return DataError(f"{near.symbol}: corrupt depth level in update {near.sequence}: {exc}")
@@ -788,12 +801,12 @@ class BinanceParser:
         if not deep_b and not deep_a:
             delta: BookDelta | DeferredBookDelta = near
         else:
-            deep = _DeepLevels(self, self._epoch, near, deep_b, bids_at_end, deep_a,
-                               asks_at_end)
-            delta = DeferredBookDelta(
-                ts_exchange_ns, ts_local_ns, self.symbol, final_id, near,
-                -_INF if deep_bid_max != deep_bid_max else deep_bid_max,
-                _INF if deep_ask_min != deep_ask_min else deep_ask_min, deep)
+            bid_max = -_INF if deep_bid_max != deep_bid_max else deep_bid_max
+            ask_min = _INF if deep_ask_min != deep_ask_min else deep_ask_min
+            deep = _DeepLevels(self, self._epoch, near, deep_b, bids_at_end, bid_max, deep_a,
+                               asks_at_end, ask_min)
+            delta = DeferredBookDelta(ts_exchange_ns, ts_local_ns, self.symbol, final_id, near,
+                                      bid_max, ask_min, deep)
         return self._sequence(data.U, final_id, data.pu if self._futures else -1, delta)
 
     def _deep_corrupt(self, epoch: int) -> None:

@@ -543,6 +543,102 @@ cbook_nth_bracket(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t
 }
 
 /*
+ * The price of the level whose "[" is at ``at``: the text between the first two quotes after
+ * it (only whitespace may come before the first), when it is 1-63 ASCII digits with at most
+ * one ".", and at least one digit. Returns 1 and sets *price, or 0 when it is not readable.
+ */
+static int
+raw_price(int kind, const void *data, Py_ssize_t len, Py_ssize_t at, double *price)
+{
+    Py_ssize_t i = at + 1;
+    Py_UCS4 c = 0;
+    while (i < len && ((c = PyUnicode_READ(kind, data, i)) == ' ' || c == '\t' || c == '\r'
+                       || c == '\n'))
+        i++;
+    if (i >= len || c != '"')
+        return 0;
+    char buf[64];
+    int n = 0, dots = 0;
+    for (i++; i < len && (c = PyUnicode_READ(kind, data, i)) != '"'; i++) {
+        if (c == '.')
+            dots++;
+        else if (c < '0' || c > '9')
+            return 0;
+        if (n == 63 || dots > 1)
+            return 0;
+        buf[n++] = (char)c;
+    }
+    if (i >= len || n == dots)
+        return 0;
+    buf[n] = '\0';
+    double value = PyOS_string_to_double(buf, NULL, NULL);
+    if (value == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    *price = value;
+    return 1;
+}
+
+/*
+ * count_through(text, bound, from_end, above): how many levels of a raw level array, from its
+ * end (from_end) or its start, have a price at or above ``bound`` (above) or at or below it,
+ * stopping at the first that has not. A level whose price is not readable counts and stops
+ * the walk, so decoding the levels counted raises on it.
+ */
+static PyObject *
+cbook_count_through(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError,
+                        "count_through(text, bound, from_end, above) takes 4 arguments");
+        return NULL;
+    }
+    PyObject *text = args[0];
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "count_through: text must be str");
+        return NULL;
+    }
+    double bound;
+    if (as_double(args[1], &bound) < 0)
+        return NULL;
+    int from_end = PyObject_IsTrue(args[2]);
+    if (from_end < 0)
+        return NULL;
+    int above = PyObject_IsTrue(args[3]);
+    if (above < 0)
+        return NULL;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(text);
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t count = 0;
+    Py_ssize_t i = from_end ? len : 0;
+    for (;;) {
+        if (from_end) {
+            for (i--; i >= 1 && PyUnicode_READ(kind, data, i) != '['; i--)
+                ;
+            if (i < 1)
+                break;
+        }
+        else {
+            for (i++; i < len && PyUnicode_READ(kind, data, i) != '['; i++)
+                ;
+            if (i >= len)
+                break;
+        }
+        count++;
+        double price;
+        if (!raw_price(kind, data, len, i, &price))
+            break;
+        if (!(above ? price >= bound : price <= bound)) {
+            count--;
+            break;
+        }
+    }
+    return PyLong_FromSsize_t(count);
+}
+
+/*
  * level_qty(levels, price): the quantity of the last level at ``price`` in a sequence of
  * (price, qty) pairs (what dict(levels).get(price) gives), or None when there is none.
  */
@@ -592,6 +688,8 @@ static PyMethodDef cbook_functions[] = {
      "Index of the n-th '[' of text[1:] from the end or the start, or -1."},
     {"level_qty", (PyCFunction)(void (*)(void))cbook_level_qty, METH_FASTCALL,
      "Quantity of the last (price, qty) level at price, or None."},
+    {"count_through", (PyCFunction)(void (*)(void))cbook_count_through, METH_FASTCALL,
+     "Levels from one end of a raw level array whose price reaches bound."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -70,8 +70,13 @@ TOUCH_FIRST_LEVELS = 48
 """Deltas with more levels than this are applied touch first (see ``Engine._split_delta``)."""
 NEAR_BAND_TICKS = 100
 """Half-width of the band around the touch that is booked before quoting, in ticks."""
-DEEPEN_LEVELS = 64
-"""First batch (per side) of deferred levels booked when a split update moved the touch."""
+DEEPEN_AT_LEAST = 32
+"""Fewest deferred levels of a side booked per round when an update moved the touch into them.
+
+A sweep that deletes stale levels one after another needs as many levels as it deleted; at
+least this many per round (4x more each further round) keeps it to one or two rounds, while
+decoding a few levels too many costs little.
+"""
 _EMPTY = QuoteSet.empty()
 
 
@@ -370,23 +375,37 @@ class Engine:
     def _deepen(self, event: DeferredBookDelta, ts: int) -> tuple[bool, bool]:
         """Book deferred levels nearest first until no deeper one can change the touch.
 
-        Returns (False, False) if the levels were corrupt (the book is invalidated), else
-        (True, whether levels are left to book after quoting).
+        Each round books the deferred levels that reach the touch (bids at or above the best
+        bid, asks at or below the best ask), and only from a side whose touch they can still
+        change. Booking them can move the touch again (a deleted best level), so it repeats
+        until the touch is clear of every deferred level. A round takes at least
+        ``DEEPEN_AT_LEAST`` levels from such a side, 4x more each further round, so a sweep
+        that deletes level after level needs few rounds. Returns (False, False) if the levels
+        were corrupt (the book is invalidated), else (True, whether levels are left to book
+        after quoting).
         """
         book = self.book
-        count = DEEPEN_LEVELS
+        deep = event.deep
+        bid_max, ask_min = event.deep_bid_max, event.deep_ask_min
+        at_least = DEEPEN_AT_LEAST
         while True:
+            bid, ask = book.best_bid, book.best_ask
+            # A side with no level (nan) needs every deferred level of that side.
+            bid_floor = _INF if bid > bid_max else (bid if bid == bid else -_INF)
+            ask_cap = -_INF if ask < ask_min else (ask if ask == ask else _INF)
+            if bid_floor == _INF and ask_cap == -_INF:
+                return True, True
             try:
-                part, bid_max, ask_min = event.deep.more(count)
+                part, bid_max, ask_min = deep.through(bid_floor, ask_cap, at_least)
+                if not part.bids and not part.asks:  # no progress (cannot happen): book all
+                    part, bid_max, ask_min = deep.rest(), -_INF, _INF
             except DataError as exc:
                 self._corrupt_levels(exc)
                 return False, False
             self._book_part(part, ts)
             if bid_max == -_INF and ask_min == _INF:
                 return True, False
-            if book.best_bid > bid_max and book.best_ask < ask_min:
-                return True, True
-            count *= 4
+            at_least *= 4
 
     def _book_part(self, part: BookDelta, ts: int) -> None:
         """Let the simulated venue see one part of a split update, then book it."""

@@ -125,11 +125,15 @@ class BookDelta:
 class DeepLevels(Protocol):
     """The deferred levels of a ``DeferredBookDelta``, decoded on demand, nearest first."""
 
-    def more(self, count: int) -> tuple[BookDelta, float, float]:
-        """Decode the next ``count`` levels per side nearest the touch.
+    def through(self, bid_floor: float, ask_cap: float,
+                at_least: int = 1) -> tuple[BookDelta, float, float]:
+        """Decode the deferred bids at or above ``bid_floor`` and asks at or below ``ask_cap``.
 
-        Returns them as a delta, with the new highest deep bid and lowest deep ask (-inf /
-        inf when a side has nothing left).
+        Those are the levels, nearest the touch first, that can still change a best bid of
+        ``bid_floor`` or a best ask of ``ask_cap`` (inf / -inf: take none from that side);
+        from a side that has any, at least ``at_least`` levels are taken. Returns them as a
+        delta, with the new highest deep bid and lowest deep ask (-inf / inf when a side has
+        nothing left).
 
         Raises:
             DataError: Those levels are corrupt (the parser resyncs).
@@ -147,7 +151,7 @@ class DeepLevels(Protocol):
     def whole(self) -> BookDelta:
         """Decode every level of the update, the near ones included, in the venue's order.
 
-        For a consumer that does not split; call it instead of ``more``/``rest``.
+        For a consumer that does not split; call it instead of ``through``/``rest``.
 
         Raises:
             DataError: A level is corrupt (the parser resyncs).

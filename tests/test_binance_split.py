@@ -69,12 +69,16 @@ def test_deep_levels_come_nearest_first_and_then_the_rest(shared_data: Path) -> 
     ours, whole = next((a, b) for a, b in pairs if type(a) is DeferredBookDelta
                        and isinstance(b, BookDelta) and len(b.bids) > 200 and len(b.asks) > 200)
     assert isinstance(whole, BookDelta)
-    part, bid_max, ask_min = ours.deep.more(64)
-    assert part.bids == whole.bids[-NEAR - 64:-NEAR]
-    assert part.asks == whole.asks[NEAR:NEAR + 64]
-    assert bid_max == whole.bids[-NEAR - 65][0] and ask_min == whole.asks[NEAR + 64][0]
+    # Bids down to the 10th deferred one; no ask (a cap of -inf reaches none).
+    part, bid_max, ask_min = ours.deep.through(whole.bids[-NEAR - 10][0], -float("inf"))
+    assert part.bids == whole.bids[-NEAR - 10:-NEAR] and part.asks == ()
+    assert bid_max == whole.bids[-NEAR - 11][0] and ask_min == ours.deep_ask_min
+    # Only the nearest ask reaches this cap, but at least 64 are asked for; bids are clear.
+    part, bid_max, ask_min = ours.deep.through(float("inf"), whole.asks[NEAR][0], 64)
+    assert part.bids == () and part.asks == whole.asks[NEAR:NEAR + 64]
+    assert bid_max == whole.bids[-NEAR - 11][0] and ask_min == whole.asks[NEAR + 64][0]
     rest = ours.deep.rest()
-    assert rest.bids == whole.bids[:-NEAR - 64] and rest.asks == whole.asks[NEAR + 64:]
+    assert rest.bids == whole.bids[:-NEAR - 10] and rest.asks == whole.asks[NEAR + 64:]
     assert ours.deep.rest() == BookDelta(rest.ts_exchange_ns, rest.ts_local_ns, "BTCUSDT", (),
                                          (), rest.sequence, True)
 

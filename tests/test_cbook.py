@@ -250,6 +250,55 @@ def test_nth_bracket_on_a_real_level_array() -> None:
 
 
 @needs_c
+@settings(max_examples=500, deadline=None)
+@given(text=st.text(alphabet='[]",.0123456789 \té', max_size=80),
+       bound=st.sampled_from([-math.inf, 0.0, 0.5, 1.0, 9.0, 10.0, 55.5, 1e9, math.inf]),
+       from_end=st.booleans(), above=st.booleans())
+def test_count_through_matches_the_reference(text: str, bound: float, from_end: bool,
+                                             above: bool) -> None:
+    from bot import _cbook
+    from bot.native import py_count_through
+
+    assert (_cbook.count_through(text, bound, from_end, above)
+            == py_count_through(text, bound, from_end, above))
+
+
+@settings(max_examples=300, deadline=None)
+@given(levels=st.lists(st.tuples(st.decimals(min_value=0, max_value=100_000, places=2,
+                                             allow_nan=False, allow_infinity=False),
+                                 st.sampled_from(["0", "1.5"])), max_size=12),
+       bound=st.floats(0.0, 100_001.0), from_end=st.booleans(), above=st.booleans())
+def test_count_through_counts_the_levels_that_reach_the_bound(
+        levels: list[tuple[Any, str]], bound: float, from_end: bool, above: bool) -> None:
+    from bot.native import count_through, py_count_through
+
+    raw = "[" + ",".join(f'["{price}","{qty}"]' for price, qty in levels) + "]"
+    prices = [float(price) for price, _ in levels]
+    walk = prices[::-1] if from_end else prices
+    expected = 0
+    for price in walk:
+        if not (price >= bound if above else price <= bound):
+            break
+        expected += 1
+    assert count_through(raw, bound, from_end, above) == expected
+    assert py_count_through(raw, bound, from_end, above) == expected
+
+
+def test_count_through_counts_an_unreadable_price_and_stops_there() -> None:
+    from bot.native import count_through, py_count_through
+
+    raw = '[["12","1"],["11.5","1"],[ "1e3","1"],["10","1"]]'
+    for count in (count_through, py_count_through):
+        assert count(raw, 0.0, False, True) == 3  # the third is not a plain decimal
+        assert count(raw, 11.6, False, True) == 1
+        assert count(raw, 0.0, True, True) == 2
+        assert count('[["1.2.3","1"]]', 0.0, True, True) == 1
+        assert count('[[".","1"]]', 0.0, True, True) == 1
+        assert count('[["5","1"]]', 6.0, True, True) == 0
+        assert count("[]", 0.0, True, True) == 0
+
+
+@needs_c
 @settings(max_examples=300, deadline=None)
 @given(levels=st.lists(st.tuples(prices, qtys), max_size=20), price=prices)
 def test_level_qty_is_dict_get(levels: list[Level], price: float) -> None:

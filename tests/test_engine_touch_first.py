@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bot.engine import Engine
+from bot.engine import DEEPEN_AT_LEAST, Engine
 from bot.errors import DataError
 from bot.events import (
     BookDelta,
@@ -35,12 +35,21 @@ class ListDeep:
         self.calls: list[str] = []
         self.near = delta([], [])
 
-    def more(self, count: int) -> tuple[BookDelta, float, float]:
-        self.calls.append(f"more({count})")
+    def through(self, bid_floor: float, ask_cap: float,
+                at_least: int = 1) -> tuple[BookDelta, float, float]:
+        self.calls.append(f"through({bid_floor}, {ask_cap}, {at_least})")
         if self.corrupt:
             raise DataError("T-USD: corrupt depth level")
-        bids, self.bids = self.bids[-count:], self.bids[:-count]
-        asks, self.asks = self.asks[:count], self.asks[count:]
+        nb = 0
+        if self.bids and self.bids[-1][0] >= bid_floor:
+            reach = sum(1 for price, _ in self.bids if price >= bid_floor)
+            nb = max(at_least, reach)
+        na = 0
+        if self.asks and self.asks[0][0] <= ask_cap:
+            reach = sum(1 for price, _ in self.asks if price <= ask_cap)
+            na = max(at_least, reach)
+        bids, self.bids = self.bids[len(self.bids) - nb:], self.bids[:len(self.bids) - nb]
+        asks, self.asks = self.asks[:na], self.asks[na:]
         return (delta(bids, asks), self.bids[-1][0] if self.bids else -float("inf"),
                 self.asks[0][0] if self.asks else float("inf"))
 
@@ -121,16 +130,19 @@ def test_deep_levels_are_booked_after_the_commands_when_the_touch_is_settled() -
 
 
 def test_a_sweep_through_the_near_levels_books_deeper_levels_before_quoting() -> None:
-    # Sellers sweep 30 bid levels: the near part deletes only the top 4, so the new best bid
+    # Sellers sweep 60 bid levels: the near part deletes only the top 4, so the new best bid
     # is only known once the deep deletions are booked.
-    first = ladder(100.0, 60)
-    bids = [(round(100.0 - (i + 1) * TICK, 2), 0.0) for i in range(30)]
-    asks = [(99.7, 0.0), (99.71, 4.0)]  # a new ask just above the new best bid
+    first = ladder(100.0, 80)
+    bids = [(round(100.0 - (i + 1) * TICK, 2), 0.0) for i in range(60)]
+    asks = [(99.4, 0.0), (99.41, 4.0)]  # a new ask just above the new best bid
     event, deep = split(bids, asks)
     engine, venue = run([first, event])
-    assert deep.calls[0] == "more(64)"
-    assert engine.book.best_bid == pytest.approx(99.69)
-    assert engine.book.best_ask == pytest.approx(99.71)
+    # Deletion after deletion: the first round takes DEEPEN_AT_LEAST levels, the next 4x more.
+    floor = round(100.0 - (5 + DEEPEN_AT_LEAST) * TICK, 2)
+    assert deep.calls == [f"through(99.95, -inf, {DEEPEN_AT_LEAST})",
+                          f"through({floor}, -inf, {4 * DEEPEN_AT_LEAST})"]
+    assert engine.book.best_bid == pytest.approx(99.39)
+    assert engine.book.best_ask == pytest.approx(99.41)
     assert engine.book.valid and engine.stats.bad_events == 0
     # Every quote was made on the book after the sweep, never on the stale one.
     after = [command for ts, command in venue.sent if ts == 2 * S]
@@ -138,9 +150,9 @@ def test_a_sweep_through_the_near_levels_books_deeper_levels_before_quoting() ->
     for command in after:
         if isinstance(command, PlaceOrder):
             if command.side is Side.BUY:
-                assert command.price < 99.71
+                assert command.price < 99.41
             else:
-                assert command.price > 99.69
+                assert command.price > 99.39
 
     reference, ref_venue = run([first, whole_of(*split(bids, asks))])
     assert outcome(engine, venue) == outcome(reference, ref_venue)
