@@ -495,6 +495,27 @@ static PyTypeObject BookSideType = {
 /* ------------------------------------------------------------------ level helpers */
 
 /*
+ * The index of the next "[" of text[1:] after ``i`` (from_end: before ``i``), or -1. Start
+ * with ``i`` = len (from_end) or 0. Level arrays hold only decimal strings, so every "[" after
+ * the outer one opens a level: this steps from level to level.
+ */
+static Py_ssize_t
+next_bracket(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, int from_end)
+{
+    if (from_end) {
+        for (i--; i >= 1; i--)
+            if (PyUnicode_READ(kind, data, i) == '[')
+                return i;
+    }
+    else {
+        for (i++; i < len; i++)
+            if (PyUnicode_READ(kind, data, i) == '[')
+                return i;
+    }
+    return -1;
+}
+
+/*
  * nth_bracket(text, n, from_end): the index of the n-th "[" of text[1:] counted from the end
  * (from_end) or from the start, or -1 when there are fewer. The parser cuts level arrays
  * (which hold only decimal strings, so every "[" after the outer one opens a level) with it.
@@ -520,26 +541,12 @@ cbook_nth_bracket(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t
     Py_ssize_t len = PyUnicode_GET_LENGTH(text);
     int kind = PyUnicode_KIND(text);
     const void *data = PyUnicode_DATA(text);
-    Py_ssize_t found = -1;
-    if (n >= 1) {
-        if (from_end) {
-            for (Py_ssize_t i = len - 1; i >= 1; i--) {
-                if (PyUnicode_READ(kind, data, i) == '[' && --n == 0) {
-                    found = i;
-                    break;
-                }
-            }
-        }
-        else {
-            for (Py_ssize_t i = 1; i < len; i++) {
-                if (PyUnicode_READ(kind, data, i) == '[' && --n == 0) {
-                    found = i;
-                    break;
-                }
-            }
-        }
-    }
-    return PyLong_FromSsize_t(found);
+    if (n < 1)
+        return PyLong_FromSsize_t(-1);
+    Py_ssize_t i = from_end ? len : 0;
+    while (n-- > 0 && (i = next_bracket(kind, data, len, i, from_end)) >= 0)
+        ;
+    return PyLong_FromSsize_t(i);
 }
 
 /*
@@ -613,19 +620,7 @@ cbook_count_through(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize
     const void *data = PyUnicode_DATA(text);
     Py_ssize_t count = 0;
     Py_ssize_t i = from_end ? len : 0;
-    for (;;) {
-        if (from_end) {
-            for (i--; i >= 1 && PyUnicode_READ(kind, data, i) != '['; i--)
-                ;
-            if (i < 1)
-                break;
-        }
-        else {
-            for (i++; i < len && PyUnicode_READ(kind, data, i) != '['; i++)
-                ;
-            if (i >= len)
-                break;
-        }
+    while ((i = next_bracket(kind, data, len, i, from_end)) >= 0) {
         count++;
         double price;
         if (!raw_price(kind, data, len, i, &price))
