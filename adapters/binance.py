@@ -52,7 +52,7 @@ from bot.events import (
     Side,
     Trade,
 )
-from bot.native import count_through, nth_bracket
+from bot.native import count_through, nearest_at_end, parse_levels, split_levels
 
 Market = Literal["spot", "usdm", "coinm"]
 TradeStream = Literal["trade", "aggTrade"]
@@ -237,7 +237,6 @@ class _TradeEnvelope(msgspec.Struct):
 _TRADE_DECODER: Final = msgspec.json.Decoder(_TradeEnvelope)
 _DEPTH_DECODER: Final = msgspec.json.Decoder(_DepthEnvelope, strict=False)
 _RAW_DEPTH_DECODER: Final = msgspec.json.Decoder(_RawDepthEnvelope)
-_LEVELS_DECODER: Final = msgspec.json.Decoder(_WireLevels, strict=False)
 _SNAPSHOT_DECODER: Final = msgspec.json.Decoder(_Snapshot, strict=False)
 
 # Touch-first splitting (``touch_levels``): frames shorter than this are decoded whole.
@@ -261,73 +260,6 @@ def _levels(raw_levels: Any) -> tuple[Level, ...] | None:
     if len(levels) != len(raw_levels):
         return None
     return tuple(levels)
-
-
-def _strip_comma(raw: str) -> str:
-    """Drop the separator after the last complete level of a sliced array."""
-    return raw.rstrip(" \t\r\n").removesuffix(",")
-
-
-def _split_tail(raw: str, count: int) -> tuple[tuple[Level, ...], float, str]:
-    """Split a level array before its last ``count`` levels.
-
-    Returns those levels (decoded, validated), the price of the level before them (the
-    first deep one; nan if there is none) and the raw deep array ("" if none).
-
-    Raises:
-        msgspec.DecodeError, msgspec.ValidationError: The levels taken are corrupt.
-    """
-    # Levels hold only decimal strings, so every "[" after the outer one opens a level.
-    start = nth_bracket(raw, count + 1, True)
-    if start < 0:
-        return tuple(_LEVELS_DECODER.decode(raw)), _NAN, ""
-    near_start = raw.find("[", start + 1)
-    if near_start < 0:  # count == 0: nothing near, the deep part is the whole array
-        near_start = len(raw)
-    levels = _LEVELS_DECODER.decode("[" + raw[start:])
-    return tuple(levels[1:]), levels[0][0], _strip_comma(raw[:near_start]) + "]"
-
-
-def _split_head(raw: str, count: int) -> tuple[tuple[Level, ...], float, str]:
-    """Split a level array after its first ``count`` levels.
-
-    Returns those levels (decoded, validated), the price of the next one (the first deep
-    one; nan if there is none) and the raw deep array ("" if none).
-
-    Raises:
-        msgspec.DecodeError, msgspec.ValidationError: The levels taken are corrupt.
-    """
-    start = nth_bracket(raw, count + 1, False)
-    if start < 0:
-        return tuple(_LEVELS_DECODER.decode(raw)), _NAN, ""
-    # ``start`` opens the level after the near ones (the first deep level).
-    end = raw.find("[", start + 1)
-    head = raw if end < 0 else _strip_comma(raw[:end]) + "]"
-    levels = _LEVELS_DECODER.decode(head)
-    return tuple(levels[:-1]), levels[-1][0], "[" + raw[start:]
-
-
-def _split(raw: str, count: int, at_end: bool) -> tuple[tuple[Level, ...], float, str]:
-    """Take the ``count`` levels of a side nearest the touch (see ``_nearest_at_end``)."""
-    return _split_tail(raw, count) if at_end else _split_head(raw, count)
-
-
-def _nearest_at_end(raw: str, bids: bool) -> bool:
-    """Tell from its two end levels whether a side's levels nearest the touch come last.
-
-    Binance sorts every side by price, but not the same way everywhere (spot bids descend,
-    futures bids ascend): the highest bid, or the lowest ask, is nearest the touch.
-
-    Raises:
-        msgspec.DecodeError, msgspec.ValidationError: An end level is corrupt.
-    """
-    first_end = raw.find("]", 1)
-    last_start = raw.rfind("[")
-    if first_end < 0 or last_start <= first_end:
-        return True  # one level or none: either way
-    first = _LEVELS_DECODER.decode(raw[: first_end + 1] + "]")[0][0]
-    last = _LEVELS_DECODER.decode("[" + raw[last_start:])[0][0]
-    return (first < last) == bids
 
 
 _BIDS_KEY: Final = ',"b":['
@@ -393,23 +325,23 @@ class _DeepLevels:
             if self._bids and self._bid_max >= bid_floor:
                 count = max(at_least,
                             count_through(self._bids, bid_floor, self._bids_at_end, True))
-                bids, bid_max, self._bids = _split(self._bids, count, self._bids_at_end)
+                bids, bid_max, self._bids = split_levels(self._bids, count, self._bids_at_end)
                 self._bid_max = -_INF if bid_max != bid_max else bid_max
             if self._asks and self._ask_min <= ask_cap:
                 count = max(at_least,
                             count_through(self._asks, ask_cap, self._asks_at_end, False))
-                asks, ask_min, self._asks = _split(self._asks, count, self._asks_at_end)
+                asks, ask_min, self._asks = split_levels(self._asks, count, self._asks_at_end)
                 self._ask_min = _INF if ask_min != ask_min else ask_min
-        except _DECODE_ERRORS as exc:
+        except ValueError as exc:
             raise self._corrupt(exc) from None
         return self._delta(bids, asks), self._bid_max, self._ask_min
 
     def rest(self) -> BookDelta:
         """Decode every level not handed out yet (see ``DeepLevels``)."""
         try:
-            bids = tuple(_LEVELS_DECODER.decode(self._bids)) if self._bids else ()
-            asks = tuple(_LEVELS_DECODER.decode(self._asks)) if self._asks else ()
-        except _DECODE_ERRORS as exc:
+            bids = parse_levels(self._bids) if self._bids else ()
+            asks = parse_levels(self._asks) if self._asks else ()
+        except ValueError as exc:
             raise self._corrupt(exc) from None
         self._bids = self._asks = ""
         self._bid_max, self._ask_min = -_INF, _INF
@@ -787,11 +719,11 @@ class BinanceParser:
             return []
         count = self.touch_levels
         try:
-            bids_at_end = _nearest_at_end(bids_raw, True)
-            asks_at_end = _nearest_at_end(asks_raw, False)
-            near_b, deep_bid_max, deep_b = _split(bids_raw, count, bids_at_end)
-            near_a, deep_ask_min, deep_a = _split(asks_raw, count, asks_at_end)
-        except _DECODE_ERRORS:
+            bids_at_end = nearest_at_end(bids_raw, True)
+            asks_at_end = nearest_at_end(asks_raw, False)
+            near_b, deep_bid_max, deep_b = split_levels(bids_raw, count, bids_at_end)
+            near_a, deep_ask_min, deep_a = split_levels(asks_raw, count, asks_at_end)
+        except ValueError:
             stats.malformed += 1
             return []
         final_id = data.u

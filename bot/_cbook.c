@@ -14,7 +14,9 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <float.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -678,6 +680,452 @@ cbook_level_qty(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------ level arrays
+ *
+ * Strict readers of a Binance level array: ``[["61800.20","2.909"],["61800.10","0.696"]]``.
+ * A level is "[" ws "price" ws "," ws "qty" ws "]" (ws: JSON whitespace), each value a quoted
+ * JSON number of at most 63 characters; a price must be finite and > 0, a quantity finite and
+ * >= 0 (-0 reads as 0). This is what msgspec's lax float decoding accepts once the parser's
+ * bounds apply, minus escapes and numbers longer than 63 characters, which Binance never
+ * sends. bot.native.py_read_level and friends are the references.
+ */
+
+#define LEVEL_NUMBER_MAX 63
+
+/* "[" and "]", made once at import (PyInit__cbook). */
+static PyObject *open_bracket;
+static PyObject *close_bracket;
+
+static inline int
+is_ws(Py_UCS4 c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static Py_ssize_t
+skip_ws(int kind, const void *data, Py_ssize_t len, Py_ssize_t i)
+{
+    while (i < len && is_ws(PyUnicode_READ(kind, data, i)))
+        i++;
+    return i;
+}
+
+static inline int
+is_digit(Py_UCS4 c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Powers of ten a double holds exactly (5^22 < 2^53). */
+static const double exact_pow10[] = {
+    1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+
+/*
+ * A quoted JSON number at ``i``. Returns the index after the closing quote and sets *value,
+ * or -1 when the text there is not one.
+ *
+ * The value is what float() gives. Prices and quantities have few digits, so most take the
+ * exact fast path: a mantissa of at most 2^53 and a power of ten of at most 22 are both exact
+ * doubles, and one IEEE multiplication or division of exact values is correctly rounded
+ * (Clinger). Anything else goes through PyOS_string_to_double, as float() does.
+ */
+static Py_ssize_t
+read_number(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, double *value)
+{
+    char buf[LEVEL_NUMBER_MAX + 1];
+    int n = 0;
+    Py_UCS4 c;
+    uint64_t mantissa = 0;
+    int digits = 0;     /* significant digits in mantissa (leading zeros skipped) */
+    int exp10 = 0;      /* decimal exponent applied to mantissa */
+    int exact = 1;      /* the fast path applies */
+    int exp_value = 0, exp_negative = 0;
+    if (i >= len || PyUnicode_READ(kind, data, i) != '"')
+        return -1;
+    i++;
+/* Append the character at i to buf and step on; fail when the number is too long. */
+#define TAKE()                                                                                  \
+    do {                                                                                        \
+        if (n == LEVEL_NUMBER_MAX)                                                              \
+            return -1;                                                                          \
+        buf[n++] = (char)c;                                                                     \
+        i++;                                                                                    \
+    } while (0)
+#define PEEK() (c = (i < len ? PyUnicode_READ(kind, data, i) : 0))
+/* A mantissa digit (of the integer part, or of the fraction when ``frac``). */
+#define DIGIT(frac)                                                                             \
+    do {                                                                                        \
+        if (digits < 19) {                                                                      \
+            mantissa = mantissa * 10 + (uint64_t)(c - '0');                                     \
+            if (mantissa)                                                                       \
+                digits++;                                                                       \
+            if (frac)                                                                           \
+                exp10--;                                                                        \
+        }                                                                                       \
+        else if (frac) {                                                                        \
+            exact = 0;                                                                          \
+        }                                                                                       \
+        else {                                                                                  \
+            exact = 0;                                                                          \
+            exp10++;                                                                            \
+        }                                                                                       \
+        TAKE();                                                                                 \
+    } while (0)
+    int negative = PEEK() == '-';
+    if (negative)
+        TAKE();
+    if (PEEK() == '0')
+        TAKE();
+    else if (c >= '1' && c <= '9') {
+        do
+            DIGIT(0);
+        while (is_digit(PEEK()));
+    }
+    else
+        return -1;
+    if (PEEK() == '.') {
+        TAKE();
+        if (!is_digit(PEEK()))
+            return -1;
+        do
+            DIGIT(1);
+        while (is_digit(PEEK()));
+    }
+    if (PEEK() == 'e' || c == 'E') {
+        TAKE();
+        if (PEEK() == '+' || c == '-') {
+            exp_negative = c == '-';
+            TAKE();
+        }
+        if (!is_digit(PEEK()))
+            return -1;
+        do {
+            if (exp_value < 10000)
+                exp_value = exp_value * 10 + (int)(c - '0');
+            TAKE();
+        } while (is_digit(PEEK()));
+    }
+    if (PEEK() != '"')
+        return -1;
+#undef DIGIT
+#undef PEEK
+#undef TAKE
+    exp10 += exp_negative ? -exp_value : exp_value;
+    if (exact && mantissa <= ((uint64_t)1 << 53) && exp10 >= -22 && exp10 <= 22) {
+        double v = (double)mantissa;
+        v = exp10 < 0 ? v / exact_pow10[-exp10] : v * exact_pow10[exp10];
+        *value = negative ? -v : v;
+        return i + 1;
+    }
+    buf[n] = '\0';
+    /* The grammar is checked, so this cannot fail; an overflow reads as inf. */
+    double v = PyOS_string_to_double(buf, NULL, NULL);
+    if (v == -1.0 && PyErr_Occurred())
+        return -1;
+    *value = v;
+    return i + 1;
+}
+
+/*
+ * The level whose "[" is at ``i``. Returns the index after its "]" and sets *price, *qty,
+ * or -1 with *what saying what is wrong.
+ */
+static Py_ssize_t
+text_level(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, double *price,
+           double *qty, const char **what)
+{
+    *what = "not a level";
+    if (i >= len || PyUnicode_READ(kind, data, i) != '[')
+        return -1;
+    i = read_number(kind, data, len, skip_ws(kind, data, len, i + 1), price);
+    if (i < 0)
+        return -1;
+    i = skip_ws(kind, data, len, i);
+    if (i >= len || PyUnicode_READ(kind, data, i) != ',')
+        return -1;
+    i = read_number(kind, data, len, skip_ws(kind, data, len, i + 1), qty);
+    if (i < 0)
+        return -1;
+    i = skip_ws(kind, data, len, i);
+    if (i >= len || PyUnicode_READ(kind, data, i) != ']')
+        return -1;
+    if (!(*price > 0.0 && *price <= DBL_MAX)) {
+        *what = "price not finite and positive";
+        return -1;
+    }
+    if (!(*qty >= 0.0 && *qty <= DBL_MAX)) {
+        *what = "quantity not finite and non-negative";
+        return -1;
+    }
+    *qty += 0.0; /* -0 is 0 */
+    return i + 1;
+}
+
+static PyObject *
+level_error(Py_ssize_t at, const char *what)
+{
+    PyErr_Format(PyExc_ValueError, "corrupt level array at %zd: %s", at, what);
+    return NULL;
+}
+
+/*
+ * Read ``n`` levels from ``i`` (the "[" of the first), separated by ws "," ws, into a new
+ * tuple of (price, qty) tuples; *end is set after the last "]" (then ws). NULL on an error.
+ */
+static PyObject *
+text_levels(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, Py_ssize_t n,
+            Py_ssize_t *end)
+{
+    PyObject *levels = PyTuple_New(n);
+    if (levels == NULL)
+        return NULL;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (k > 0) {
+            if (i >= len || PyUnicode_READ(kind, data, i) != ',') {
+                Py_DECREF(levels);
+                return level_error(i, "expected ','");
+            }
+            i = skip_ws(kind, data, len, i + 1);
+        }
+        double price, qty;
+        const char *what;
+        Py_ssize_t next = text_level(kind, data, len, i, &price, &qty, &what);
+        if (next < 0) {
+            Py_DECREF(levels);
+            return level_error(i, what);
+        }
+        PyObject *level = PyTuple_New(2);
+        PyObject *p = PyFloat_FromDouble(price);
+        PyObject *q = PyFloat_FromDouble(qty);
+        if (level == NULL || p == NULL || q == NULL) {
+            Py_XDECREF(level);
+            Py_XDECREF(p);
+            Py_XDECREF(q);
+            Py_DECREF(levels);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(level, 0, p);
+        PyTuple_SET_ITEM(level, 1, q);
+        PyTuple_SET_ITEM(levels, k, level);
+        i = skip_ws(kind, data, len, next);
+    }
+    *end = i;
+    return levels;
+}
+
+/* Count the levels of an array (the "[" after index 0). */
+static Py_ssize_t
+count_levels(int kind, const void *data, Py_ssize_t len)
+{
+    Py_ssize_t n = 0;
+    for (Py_ssize_t i = 1; i < len; i++)
+        if (PyUnicode_READ(kind, data, i) == '[')
+            n++;
+    return n;
+}
+
+/* Whether the array closes at ``i`` ("]" then only ws to the end). */
+static int
+closes_at(int kind, const void *data, Py_ssize_t len, Py_ssize_t i)
+{
+    return i < len && PyUnicode_READ(kind, data, i) == ']'
+        && skip_ws(kind, data, len, i + 1) == len;
+}
+
+static int
+text_arg(PyObject *text, const char *name)
+{
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "%s: text must be str", name);
+        return -1;
+    }
+    return 0;
+}
+
+/* The whole array as a tuple of levels; NULL on an error. */
+static PyObject *
+parse_all(PyObject *text)
+{
+    Py_ssize_t len = PyUnicode_GET_LENGTH(text);
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    if (len == 0 || PyUnicode_READ(kind, data, 0) != '[')
+        return level_error(0, "expected '['");
+    Py_ssize_t n = count_levels(kind, data, len);
+    Py_ssize_t end;
+    PyObject *levels = text_levels(kind, data, len, skip_ws(kind, data, len, 1), n, &end);
+    if (levels != NULL && !closes_at(kind, data, len, end)) {
+        Py_DECREF(levels);
+        return level_error(end, "expected ']' and the end");
+    }
+    return levels;
+}
+
+/* parse_levels(text): every level of an array, as a tuple of (price, qty). */
+static PyObject *
+cbook_parse_levels(PyObject *Py_UNUSED(module), PyObject *text)
+{
+    if (text_arg(text, "parse_levels") < 0)
+        return NULL;
+    return parse_all(text);
+}
+
+/*
+ * "[" + text[start:stop] (open) or text[start:stop] + "]": one copy for ASCII text (what
+ * Binance sends), else a slice and a concatenation, which keep the string canonical.
+ */
+static PyObject *
+bracketed(PyObject *text, Py_ssize_t start, Py_ssize_t stop, int open)
+{
+    if (PyUnicode_IS_ASCII(text)) {
+        PyObject *out = PyUnicode_New(stop - start + 1, 127);
+        if (out == NULL)
+            return NULL;
+        Py_UCS1 *to = PyUnicode_1BYTE_DATA(out);
+        memcpy(to + (open ? 1 : 0), PyUnicode_1BYTE_DATA(text) + start, (size_t)(stop - start));
+        to[open ? 0 : stop - start] = open ? '[' : ']';
+        return out;
+    }
+    PyObject *part = PyUnicode_Substring(text, start, stop);
+    if (part == NULL)
+        return NULL;
+    PyObject *out = open ? PyUnicode_Concat(open_bracket, part)
+                         : PyUnicode_Concat(part, close_bracket);
+    Py_DECREF(part);
+    return out;
+}
+
+/*
+ * split_levels(text, count, at_end): the ``count`` levels at the end (at_end) or the start of
+ * an array, read now, and the rest left raw. Returns (levels in array order, the price of the
+ * boundary level next to them (nan if none), the rest as an array that starts with the
+ * boundary level ("" if none)). With fewer than count + 1 levels, all are read and checked.
+ */
+static PyObject *
+cbook_split_levels(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "split_levels(text, count, at_end) takes 3 arguments");
+        return NULL;
+    }
+    PyObject *text = args[0];
+    if (text_arg(text, "split_levels") < 0)
+        return NULL;
+    Py_ssize_t count = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
+    if (count == -1 && PyErr_Occurred())
+        return NULL;
+    if (count < 0) {
+        PyErr_SetString(PyExc_ValueError, "split_levels: count must be >= 0");
+        return NULL;
+    }
+    int at_end = PyObject_IsTrue(args[2]);
+    if (at_end < 0)
+        return NULL;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(text);
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    if (len == 0 || PyUnicode_READ(kind, data, 0) != '[')
+        return level_error(0, "expected '['");
+    Py_ssize_t start = at_end ? len : 0;
+    for (Py_ssize_t k = 0; k <= count && start >= 0; k++)
+        start = next_bracket(kind, data, len, start, at_end);
+    if (start < 0) {
+        PyObject *levels = parse_all(text);
+        if (levels == NULL)
+            return NULL;
+        return Py_BuildValue("(Nds)", levels, Py_NAN, "");
+    }
+    Py_ssize_t end;
+    PyObject *levels, *rest, *near;
+    double boundary;
+    if (at_end) {
+        /* start opens the boundary level; the near ones follow it, then "]" closes. */
+        levels = text_levels(kind, data, len, start, count + 1, &end);
+        if (levels == NULL)
+            return NULL;
+        if (!closes_at(kind, data, len, end)) {
+            Py_DECREF(levels);
+            return level_error(end, "expected ']' and the end");
+        }
+        boundary = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(PyTuple_GET_ITEM(levels, 0), 0));
+        near = PyTuple_GetSlice(levels, 1, count + 1);
+        Py_DECREF(levels);
+        if (near == NULL)
+            return NULL;
+        /* The rest: up to the boundary level's "]", closed again. */
+        Py_ssize_t cut = count > 0 ? next_bracket(kind, data, len, start, 0) : len;
+        if (count > 0) {
+            while (cut > 0 && is_ws(PyUnicode_READ(kind, data, cut - 1)))
+                cut--;
+            if (cut > 0 && PyUnicode_READ(kind, data, cut - 1) == ',')
+                cut--;
+            rest = bracketed(text, 0, cut, 0);
+        }
+        else {
+            Py_INCREF(text);
+            rest = text;
+        }
+    }
+    else {
+        /* The near levels from the start, then the boundary level, then "," or the end. */
+        levels = text_levels(kind, data, len, skip_ws(kind, data, len, 1), count + 1, &end);
+        if (levels == NULL)
+            return NULL;
+        if (!(end < len && PyUnicode_READ(kind, data, end) == ',')
+            && !closes_at(kind, data, len, end)) {
+            Py_DECREF(levels);
+            return level_error(end, "expected ',' or ']' and the end");
+        }
+        boundary = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(PyTuple_GET_ITEM(levels, count), 0));
+        near = PyTuple_GetSlice(levels, 0, count);
+        Py_DECREF(levels);
+        if (near == NULL)
+            return NULL;
+        rest = bracketed(text, start, len, 1);
+    }
+    if (rest == NULL) {
+        Py_DECREF(near);
+        return NULL;
+    }
+    return Py_BuildValue("(NdN)", near, boundary, rest);
+}
+
+/*
+ * nearest_at_end(text, bids): whether the levels of a side nearest the touch come last in its
+ * array, from the prices of its two end levels (the highest bid, the lowest ask is nearest);
+ * True with fewer than two levels. Raises ValueError when an end level is corrupt.
+ */
+static PyObject *
+cbook_nearest_at_end(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "nearest_at_end(text, bids) takes 2 arguments");
+        return NULL;
+    }
+    PyObject *text = args[0];
+    if (text_arg(text, "nearest_at_end") < 0)
+        return NULL;
+    int bids = PyObject_IsTrue(args[1]);
+    if (bids < 0)
+        return NULL;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(text);
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t first = next_bracket(kind, data, len, 0, 0);
+    Py_ssize_t last = next_bracket(kind, data, len, len, 1);
+    if (first < 0 || last == first)
+        Py_RETURN_TRUE;
+    double first_price, last_price, qty;
+    const char *what;
+    if (text_level(kind, data, len, first, &first_price, &qty, &what) < 0)
+        return level_error(first, what);
+    if (text_level(kind, data, len, last, &last_price, &qty, &what) < 0)
+        return level_error(last, what);
+    return PyBool_FromLong((first_price < last_price) == bids);
+}
+
 static PyMethodDef cbook_functions[] = {
     {"nth_bracket", (PyCFunction)(void (*)(void))cbook_nth_bracket, METH_FASTCALL,
      "Index of the n-th '[' of text[1:] from the end or the start, or -1."},
@@ -685,6 +1133,12 @@ static PyMethodDef cbook_functions[] = {
      "Quantity of the last (price, qty) level at price, or None."},
     {"count_through", (PyCFunction)(void (*)(void))cbook_count_through, METH_FASTCALL,
      "Levels from one end of a raw level array whose price reaches bound."},
+    {"parse_levels", (PyCFunction)cbook_parse_levels, METH_O,
+     "Every level of a level array, as a tuple of (price, qty)."},
+    {"split_levels", (PyCFunction)(void (*)(void))cbook_split_levels, METH_FASTCALL,
+     "The count levels at one end of a level array, the boundary price and the raw rest."},
+    {"nearest_at_end", (PyCFunction)(void (*)(void))cbook_nearest_at_end, METH_FASTCALL,
+     "Whether a side's levels nearest the touch come last in its array."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -700,6 +1154,10 @@ PyMODINIT_FUNC
 PyInit__cbook(void)
 {
     if (PyType_Ready(&BookSideType) < 0)
+        return NULL;
+    if (open_bracket == NULL && (open_bracket = PyUnicode_InternFromString("[")) == NULL)
+        return NULL;
+    if (close_bracket == NULL && (close_bracket = PyUnicode_InternFromString("]")) == NULL)
         return NULL;
     PyObject *module = PyModule_Create(&cbook_module);
     if (module == NULL)

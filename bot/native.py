@@ -8,7 +8,9 @@ references.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
@@ -76,6 +78,129 @@ def py_count_through(text: str, bound: float, from_end: bool, above: bool) -> in
             return count - 1
 
 
+# Strict reading of level arrays: [["61800.20","2.909"],["61800.10","0.696"]]. A level is
+# "[" ws "price" ws "," ws "qty" ws "]", each value a quoted JSON number of at most 63
+# characters; a price must be finite and > 0, a quantity finite and >= 0 (-0 reads as 0).
+_WS = "[ \t\n\r]*"
+_NUMBER = '"(-?(?:0|[1-9][0-9]*)(?:\\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"'
+_LEVEL = re.compile(r"\[" + _WS + _NUMBER + _WS + "," + _WS + _NUMBER + _WS + r"\]")
+_WS_RUN = re.compile(_WS)
+LEVEL_NUMBER_MAX = 63
+
+
+def _level_error(at: int, what: str) -> ValueError:
+    return ValueError(f"corrupt level array at {at}: {what}")
+
+
+def _skip_ws(text: str, i: int) -> int:
+    match = _WS_RUN.match(text, i)
+    return match.end() if match is not None else i
+
+
+def py_read_level(text: str, at: int) -> tuple[float, float, int]:
+    """Read the level whose "[" is at ``at``; return (price, qty, index after its "]").
+
+    Raises:
+        ValueError: It is not a level of two quoted JSON numbers, or a value is out of bounds.
+    """
+    match = _LEVEL.match(text, at)
+    if match is None:
+        raise _level_error(at, "not a level")
+    raw_price, raw_qty = match.group(1, 2)
+    if len(raw_price) > LEVEL_NUMBER_MAX or len(raw_qty) > LEVEL_NUMBER_MAX:
+        raise _level_error(at, "not a level")
+    price = float(raw_price)
+    qty = float(raw_qty)
+    if not 0.0 < price < math.inf:
+        raise _level_error(at, "price not finite and positive")
+    if not 0.0 <= qty < math.inf:
+        raise _level_error(at, "quantity not finite and non-negative")
+    return price, qty + 0.0, match.end()
+
+
+def _read_levels(text: str, i: int, n: int) -> tuple[tuple[Level, ...], int]:
+    """Read ``n`` levels from ``i`` separated by ws "," ws; return them and where they end."""
+    levels: list[Level] = []
+    for k in range(n):
+        if k:
+            if text[i : i + 1] != ",":
+                raise _level_error(i, "expected ','")
+            i = _skip_ws(text, i + 1)
+        price, qty, i = py_read_level(text, i)
+        levels.append((price, qty))
+        i = _skip_ws(text, i)
+    return tuple(levels), i
+
+
+def _closes_at(text: str, i: int) -> bool:
+    return text[i : i + 1] == "]" and _skip_ws(text, i + 1) == len(text)
+
+
+def py_parse_levels(text: str) -> tuple[Level, ...]:
+    """Read every level of a level array.
+
+    Raises:
+        ValueError: The array or one of its levels is corrupt.
+    """
+    if not text.startswith("["):
+        raise _level_error(0, "expected '['")
+    levels, end = _read_levels(text, _skip_ws(text, 1), text.count("[", 1))
+    if not _closes_at(text, end):
+        raise _level_error(end, "expected ']' and the end")
+    return levels
+
+
+def py_split_levels(text: str, count: int, at_end: bool) -> tuple[tuple[Level, ...], float, str]:
+    """Read the ``count`` levels at the end (``at_end``) or the start of a level array.
+
+    Returns those levels in array order, the price of the boundary level next to them (nan if
+    there is none) and the rest of the array, raw, starting with the boundary level ("" if
+    there is none). With fewer than ``count + 1`` levels all are read and checked. Only the
+    levels read and the array's bracket at that end are checked; the rest is when it is read.
+
+    Raises:
+        ValueError: ``count`` < 0, or what is read is corrupt.
+    """
+    if count < 0:
+        raise ValueError("split_levels: count must be >= 0")
+    if not text.startswith("["):
+        raise _level_error(0, "expected '['")
+    start = py_nth_bracket(text, count + 1, at_end)
+    if start < 0:
+        return py_parse_levels(text), math.nan, ""
+    if at_end:
+        levels, end = _read_levels(text, start, count + 1)
+        if not _closes_at(text, end):
+            raise _level_error(end, "expected ']' and the end")
+        if count:
+            cut = text.find("[", start + 1)
+            rest = text[:cut].rstrip(" \t\n\r").removesuffix(",") + "]"
+        else:
+            rest = text
+        return levels[1:], levels[0][0], rest
+    levels, end = _read_levels(text, _skip_ws(text, 1), count + 1)
+    if text[end : end + 1] != "," and not _closes_at(text, end):
+        raise _level_error(end, "expected ',' or ']' and the end")
+    return levels[:-1], levels[-1][0], "[" + text[start:]
+
+
+def py_nearest_at_end(text: str, bids: bool) -> bool:
+    """Tell from its two end levels whether a side's levels nearest the touch come last.
+
+    Binance sorts every side by price, but not the same way everywhere (spot bids descend,
+    futures bids ascend): the highest bid, or the lowest ask, is nearest the touch. True with
+    fewer than two levels.
+
+    Raises:
+        ValueError: An end level is corrupt.
+    """
+    first = text.find("[", 1)
+    last = text.rfind("[", 1)
+    if first < 0 or last == first:
+        return True
+    return (py_read_level(text, first)[0] < py_read_level(text, last)[0]) == bids
+
+
 def py_level_qty(levels: Sequence[Level], price: float) -> float | None:
     """Return the quantity of the last level at ``price`` (as ``dict(levels).get``), or None."""
     for at, qty in reversed(levels):
@@ -99,3 +224,9 @@ level_qty: Callable[[Sequence[Level], float], float | None] = (
     cbook.level_qty if cbook is not None else py_level_qty)
 count_through: Callable[[str, float, bool, bool], int] = (
     cbook.count_through if cbook is not None else py_count_through)
+parse_levels: Callable[[str], tuple[Level, ...]] = (
+    cbook.parse_levels if cbook is not None else py_parse_levels)
+split_levels: Callable[[str, int, bool], tuple[tuple[Level, ...], float, str]] = (
+    cbook.split_levels if cbook is not None else py_split_levels)
+nearest_at_end: Callable[[str, bool], bool] = (
+    cbook.nearest_at_end if cbook is not None else py_nearest_at_end)

@@ -320,3 +320,170 @@ def test_level_qty_refuses_what_is_not_a_level() -> None:
     with pytest.raises(TypeError):
         _cbook.level_qty(5, 1.0)  # type: ignore[arg-type]
     assert _cbook.level_qty([(1, 7)], 1.0) == 7  # ints compare as numbers, like dict keys
+
+
+# Level arrays: the strict readers (parse_levels, split_levels, nearest_at_end).
+NUMBERS = ["1", "61800.20", "0.001", "0", "-0", "1e3", "2E-2", "1.5e+2", "10", "9.75",
+           "+1", ".5", "5.", "01", "nan", "inf", "-1", "1e400", "\\u0031", "1" * 64, ""]
+WS = ["", "", "", " ", "\n\t"]
+
+
+@st.composite
+def level_texts(draw: st.DrawFn) -> str:
+    """Level arrays, mostly well formed, with corruptions of every kind mixed in."""
+    def level() -> str:
+        price, qty = draw(st.sampled_from(NUMBERS)), draw(st.sampled_from(NUMBERS))
+        ws = [draw(st.sampled_from(WS)) for _ in range(4)]
+        shape = draw(st.sampled_from(["ok"] * 6 + ["no_comma", "unquoted", "three", "open"]))
+        if shape == "no_comma":
+            return f'["{price}" "{qty}"]'
+        if shape == "unquoted":
+            return f'[{price},"{qty}"]'
+        if shape == "three":
+            return f'["{price}","{qty}","1"]'
+        if shape == "open":
+            return f'["{price}","{qty}"'
+        return f'[{ws[0]}"{price}"{ws[1]},{ws[2]}"{qty}"{ws[3]}]'
+
+    levels = [level() for _ in range(draw(st.integers(0, 6)))]
+    seps = [draw(st.sampled_from([",", ",", ",", " , ", ",,", ""])) for _ in levels]
+    body = "".join(lv + (sep if i < len(levels) - 1 else "") for i, (lv, sep)
+                   in enumerate(zip(levels, seps, strict=True)))
+    text = draw(st.sampled_from(["[", "[", "[ ", ""])) + body
+    text += draw(st.sampled_from(["]", "]", "] ", "]x", ",]", ""]))
+    if draw(st.booleans()) and text:  # a random character overwritten
+        at = draw(st.integers(0, len(text) - 1))
+        text = text[:at] + draw(st.sampled_from(list('[]",.0e- '))) + text[at + 1:]
+    return text
+
+
+def outcome(call: Callable[[], Any]) -> Any:
+    """A call's result made comparable (nan as a marker), or the fact that it raised."""
+    try:
+        result = call()
+    except ValueError:
+        return "ValueError"
+    return repr(result)
+
+
+@needs_c
+@settings(max_examples=1500, deadline=None)
+@given(text=st.one_of(level_texts(), st.text(alphabet='[]",.0123456789e- ', max_size=40)),
+       count=st.integers(0, 5), flag=st.booleans())
+def test_level_readers_match_the_reference(text: str, count: int, flag: bool) -> None:
+    from bot import _cbook
+    from bot.native import py_nearest_at_end, py_parse_levels, py_split_levels
+
+    assert outcome(lambda: _cbook.parse_levels(text)) == outcome(lambda: py_parse_levels(text))
+    assert (outcome(lambda: _cbook.split_levels(text, count, flag))
+            == outcome(lambda: py_split_levels(text, count, flag)))
+    assert (outcome(lambda: _cbook.nearest_at_end(text, flag))
+            == outcome(lambda: py_nearest_at_end(text, flag)))
+
+
+wire_levels = st.lists(
+    st.tuples(st.decimals(min_value="0.01", max_value=100_000, places=2),
+              st.sampled_from(["0", "0.000", "1.5", "3", "0.001", "12.25"])),
+    max_size=12, unique_by=lambda level: level[0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(levels=wire_levels, count=st.integers(0, 14), at_end=st.booleans(),
+       descending=st.booleans())
+def test_split_levels_reads_what_msgspec_reads(levels: list[tuple[Any, str]], count: int,
+                                               at_end: bool, descending: bool) -> None:
+    import msgspec
+
+    from bot.native import parse_levels, py_parse_levels, py_split_levels, split_levels
+
+    levels.sort(reverse=descending)
+    raw = "[" + ",".join(f'["{price}","{qty}"]' for price, qty in levels) + "]"
+    decoded = tuple(msgspec.json.decode(raw, type=list[tuple[float, float]], strict=False))
+    assert parse_levels(raw) == py_parse_levels(raw) == decoded
+    for split in (split_levels, py_split_levels):
+        near, boundary, rest = split(raw, count, at_end)
+        if len(decoded) <= count:
+            assert (near, rest) == (decoded, "") and math.isnan(boundary)
+            continue
+        deep = parse_levels(rest)
+        assert len(near) == count
+        if at_end:
+            assert deep + near == decoded and boundary == deep[-1][0]
+        else:
+            assert near + deep == decoded and boundary == deep[0][0]
+
+
+def test_level_readers_on_corrupt_and_edge_input() -> None:
+    from bot import native
+
+    readers = [(native.py_parse_levels, native.py_split_levels, native.py_nearest_at_end)]
+    if native.cbook is not None:
+        readers.append((native.cbook.parse_levels, native.cbook.split_levels,
+                        native.cbook.nearest_at_end))
+    for parse, split, nearest in readers:
+        assert parse("[]") == () and parse(" [ ] "[1:]) == ()
+        assert parse('[ ["1.5" , "0"] ,\n["2","-0"] ]') == ((1.5, 0.0), (2.0, 0.0))
+        assert math.copysign(1.0, parse('[["2","-0"]]')[0][1]) == 1.0  # -0 is 0
+        assert parse('[["1e3","2E-2"]]') == ((1000.0, 0.02),)
+        for bad in ['[["0","1"]]', '[["-1","1"]]', '[["1","-1"]]', '[["1e400","1"]]',
+                    '[["nan","1"]]', '[["+1","1"]]', '[[".5","1"]]', '[["5.","1"]]',
+                    '[["01","1"]]', '[["\\u0031","1"]]', '[["1","1"]', '[["1","1"]]]',
+                    '[["1","1"]["2","1"]]', '[["1","1"],]', '[[1,"1"]]', '[["1","1","1"]]',
+                    f'[["{"1" * 64}","1"]]', '[["1","1"]] x', '["1","1"]', '', '[',
+                    '[["1","1"],["2","1"]']:
+            with pytest.raises(ValueError, match="corrupt level array"):
+                parse(bad)
+        assert parse(f'[["{"1" * 63}","1"]]') == ((float("1" * 63), 1.0),)
+        raw = '[["3","1"],["2","1"],["1","1"]]'
+        assert split(raw, 1, True) == (((1.0, 1.0),), 2.0, '[["3","1"],["2","1"]]')
+        assert split(raw, 1, False) == (((3.0, 1.0),), 2.0, '[["2","1"],["1","1"]]')
+        assert split(raw, 0, True) == ((), 1.0, raw)
+        assert split(raw, 0, False) == ((), 3.0, raw)
+        near, boundary, rest = split(raw, 3, True)
+        assert (near, rest) == (parse(raw), "") and math.isnan(boundary)
+        # Only the levels taken are checked; the rest is checked when it is read.
+        assert split('[["x"],["2","1"],["1","1"]]', 1, True)[0] == ((1.0, 1.0),)
+        with pytest.raises(ValueError):
+            split('[["3","1"],["2","1"],["1","-1"]]', 1, True)
+        with pytest.raises(ValueError):
+            split('[["3","1"],["2","1"]] ["1","1"]]', 1, False)
+        with pytest.raises(ValueError):
+            split(raw, -1, True)
+        assert nearest(raw, True) is False and nearest(raw, False) is True
+        assert nearest('[["1","1"],["2","1"]]', True) is True
+        assert nearest('[["1","1"]]', False) is True and nearest("[]", True) is True
+        with pytest.raises(ValueError):
+            nearest('[["1","1"],["x","1"]]', True)
+
+
+@st.composite
+def json_numbers(draw: st.DrawFn) -> str:
+    """JSON numbers: short decimals like a venue's, and long or extreme ones."""
+    digits = st.text(alphabet="0123456789", min_size=1, max_size=25)
+    whole = draw(st.one_of(st.just("0"), digits.map(lambda d: "1" + d),
+                           st.integers(1, 99_999).map(str)))
+    number = whole
+    if draw(st.booleans()):
+        number += "." + draw(digits)
+    if draw(st.integers(0, 3)) == 0:
+        exponent = draw(st.one_of(st.integers(-30, 30), st.integers(-400, 400)))
+        sign = draw(st.sampled_from(["", "+"])) if exponent >= 0 else ""
+        number += draw(st.sampled_from(["e", "E"])) + sign + str(exponent)
+    return number
+
+
+@needs_c
+@settings(max_examples=2000, deadline=None)
+@given(number=json_numbers())
+def test_numbers_read_exactly_as_float_does(number: str) -> None:
+    from bot import _cbook
+    from bot.native import py_parse_levels
+
+    text = f'[["{number}","{number}"]]'
+    expected = float(number)
+    if len(number) > 63 or not 0.0 < expected < math.inf:
+        for parse in (_cbook.parse_levels, py_parse_levels):
+            with pytest.raises(ValueError):
+                parse(text)
+        return
+    assert _cbook.parse_levels(text) == py_parse_levels(text) == ((expected, expected),)
