@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from typing import Protocol
 
+from bot.frozen import fast_init as fast_init  # re-exported: risk/ may import only bot.events
+
 NS_PER_SECOND = 1_000_000_000
 
 Level = tuple[float, float]
@@ -87,6 +89,7 @@ class HaltReason(Enum):
 # --------------------------------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class BookSnapshot:
     """A full replacement of both sides of the L2 book.
@@ -105,6 +108,7 @@ class BookSnapshot:
     validated: bool = False
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class BookDelta:
     """Changed levels of the L2 book; a level with quantity 0 is removed.
@@ -159,6 +163,7 @@ class DeepLevels(Protocol):
         ...
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class DeferredBookDelta:
     """A large delta split by its parser: the levels nearest the touch now, the rest on demand.
@@ -191,6 +196,7 @@ class DeferredBookDelta:
         return self.deep.whole()
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Trade:
     """A public trade. ``aggressor`` is the side of the taker (BUY lifted an ask)."""
@@ -204,6 +210,7 @@ class Trade:
     trade_id: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class BookInvalid:
     """The feed lost sync (gap, checksum mismatch, corrupt data); quotes must be pulled."""
@@ -214,6 +221,7 @@ class BookInvalid:
     reason: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Timer:
     """A clock tick with no market data: lets stale-data guards and status lines run."""
@@ -231,6 +239,7 @@ MarketEvent = BookSnapshot | BookDelta | DeferredBookDelta | Trade | BookInvalid
 # --------------------------------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Quote:
     """One desired resting order. ``level`` is 0 for the touch-most level of a ladder."""
@@ -241,6 +250,7 @@ class Quote:
     level: int = 0
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class QuoteSet:
     """What a strategy wants resting now, with the model's diagnostics.
@@ -261,6 +271,7 @@ class QuoteSet:
         return QuoteSet((), (), reservation_price, float("nan"))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class MarketState:
     """Everything a strategy may look at when it quotes; built by the engine per event.
@@ -285,6 +296,7 @@ class MarketState:
 # --------------------------------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PlaceOrder:
     """Place a limit order. Price and quantity are already snapped to tick and lot."""
@@ -299,6 +311,7 @@ class PlaceOrder:
     level: int = 0
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CancelOrder:
     """Cancel one working order."""
@@ -316,6 +329,7 @@ Command = PlaceOrder | CancelOrder
 # --------------------------------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class OrderAccepted:
     """The venue accepted the order; it rests on the book from ``ts_ns`` on."""
@@ -325,6 +339,7 @@ class OrderAccepted:
     venue_order_id: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class OrderRejected:
     """The venue refused the order (post-only would cross, invalid, insufficient funds ...)."""
@@ -334,6 +349,7 @@ class OrderRejected:
     reason: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class OrderFilled:
     """A (partial) execution of one of our orders.
@@ -353,6 +369,7 @@ class OrderFilled:
     trade_id: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class OrderCanceled:
     """The order is gone from the venue; no more fills can arrive for it."""
@@ -362,6 +379,7 @@ class OrderCanceled:
     reason: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class OrderCancelRejected:
     """A cancel was refused, typically because the order had already filled or was unknown."""
@@ -379,6 +397,7 @@ OrderEvent = OrderAccepted | OrderRejected | OrderFilled | OrderCanceled | Order
 # --------------------------------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RiskDenied:
     """The risk gate refused (or trimmed) a desired quote."""
@@ -391,6 +410,7 @@ class RiskDenied:
     detail: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RiskStateChanged:
     """The risk gate moved between ACTIVE, REDUCING and HALTED."""
@@ -401,6 +421,7 @@ class RiskStateChanged:
     reason: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RiskDecision:
     """Outcome of one risk check: the approved quotes plus every denial and state change."""

@@ -44,6 +44,7 @@ from bot.events import (
     RiskState,
     RiskStateChanged,
     Side,
+    fast_init,
 )
 
 _BPS = 1e4
@@ -135,6 +136,7 @@ class RiskLimits:
         )
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RiskContext:
     """What the gate needs to know about the market and our orders; built by the engine.
