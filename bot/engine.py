@@ -571,18 +571,10 @@ class Engine:
 
     def _risk_context(self, ts: int) -> RiskContext:
         book = self.book
-        return RiskContext(
-            ts_ns=ts,
-            mid=book.mid,
-            best_bid=book.best_bid,
-            best_ask=book.best_ask,
-            tick_size=self.tick_size,
-            book_valid=book.valid,
-            last_book_ts_ns=book.last_update_ns,
-            position=self.portfolio.position,
-            live_buy_qty=self.orders.live_qty(Side.BUY),
-            live_sell_qty=self.orders.live_qty(Side.SELL),
-        )
+        live_buy_qty, live_sell_qty = self.orders.live_qtys()
+        return RiskContext(ts, book.mid, book.best_bid, book.best_ask, self.tick_size,
+                           book.valid, book.last_update_ns, self.portfolio.position,
+                           live_buy_qty, live_sell_qty)
 
     def _decision_inputs(self) -> tuple[Any, ...]:
         """Return everything a time-invariant decision depends on, as a comparable key."""

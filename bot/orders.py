@@ -270,7 +270,18 @@ class OrderManager:
 
         Pending-new and pending-cancel orders count: either may still fill.
         """
-        return sum([order.remaining for order in self._orders.values() if order.side is side], 0.0)
+        buys, sells = self.live_qtys()
+        return buys if side is Side.BUY else sells
+
+    def live_qtys(self) -> tuple[float, float]:
+        """Return ``(live_qty(BUY), live_qty(SELL))`` in one pass over the orders."""
+        buys = sells = 0.0
+        for order in self._orders.values():
+            if order.side is Side.BUY:
+                buys += order.remaining
+            else:
+                sells += order.remaining
+        return buys, sells
 
     # ----------------------------------------------------------------------------------------
     # Commands

@@ -433,6 +433,8 @@ def test_live_qty_counts_pending_new_working_and_pending_cancel_orders() -> None
     manager.on_event(OrderCanceled(4, "t-1"))
 
     assert manager.live_qty(BUY) == pytest.approx(0.015)
+    assert manager.live_qtys() == (manager.live_qty(BUY), manager.live_qty(SELL))
+    assert manager.live_qtys() == pytest.approx((0.015, 0.03))
 
 
 def test_pending_cancel_order_is_not_cancelled_twice(manager: OrderManager) -> None:
