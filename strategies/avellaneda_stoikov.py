@@ -49,6 +49,11 @@ def as_reservation_price(mid: float, q: float, gamma: float, sigma: float, tau_s
     require_non_negative("gamma", gamma)
     require_non_negative("sigma", sigma)
     require_non_negative("tau_s", tau_s)
+    return _reservation_price(mid, q, gamma, sigma, tau_s)
+
+
+def _reservation_price(mid: float, q: float, gamma: float, sigma: float, tau_s: float) -> float:
+    """``as_reservation_price`` on inputs already checked (the strategy's hot path)."""
     return mid - q * gamma * sigma * sigma * tau_s
 
 
@@ -74,6 +79,11 @@ def as_total_spread(gamma: float, sigma: float, tau_s: float, k: float) -> float
     require_non_negative("sigma", sigma)
     require_non_negative("tau_s", tau_s)
     require_positive("k", k)
+    return _total_spread(gamma, sigma, tau_s, k)
+
+
+def _total_spread(gamma: float, sigma: float, tau_s: float, k: float) -> float:
+    """``as_total_spread`` on inputs already checked (the strategy's hot path)."""
     return gamma * sigma * sigma * tau_s + 2.0 * inventory_free_depth(gamma, k)
 
 
@@ -155,11 +165,13 @@ class AvellanedaStoikov:
         )
         fill_qty = p.ladder.order_qty
         gamma_per_fill = p.gamma * fill_qty
-        half_spread = 0.5 * as_total_spread(gamma_per_fill, sigma, tau_s, k)
+        # can_quote checked sigma and k, ASParams gamma and the horizon, LadderParams the
+        # fill size, and tau lies in (0, session_s]: the formulas need no checks of their own.
+        half_spread = 0.5 * _total_spread(gamma_per_fill, sigma, tau_s, k)
         if p.centre == "mid":
             centre = mid
         else:
-            centre = as_reservation_price(mid, inventory / fill_qty, gamma_per_fill, sigma, tau_s)
+            centre = _reservation_price(mid, inventory / fill_qty, gamma_per_fill, sigma, tau_s)
         bids, asks = build_ladder(
             centre - half_spread, centre + half_spread, inventory, state.tick_size, p.ladder
         )
