@@ -683,9 +683,9 @@ cbook_level_qty(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
 /* ------------------------------------------------------------------ level arrays
  *
  * Strict readers of a Binance level array: ``[["61800.20","2.909"],["61800.10","0.696"]]``.
- * A level is "[" ws "price" ws "," ws "qty" ws "]" (ws: JSON whitespace), each value a quoted
- * JSON number of at most 63 characters; a price must be finite and > 0, a quantity finite and
- * >= 0 (-0 reads as 0). This is what msgspec's lax float decoding accepts once the parser's
+ * A level is "[" ws price ws "," ws qty ws "]" (ws: JSON whitespace), each value a JSON number
+ * of at most 63 characters, quoted (as Binance sends them) or bare; a price must be finite
+ * and > 0, a quantity finite and >= 0 (-0 reads as 0). This is what msgspec's lax float decoding accepts once the parser's
  * bounds apply, minus escapes and numbers longer than 63 characters, which Binance never
  * sends. bot.native.py_read_level and friends are the references.
  */
@@ -723,8 +723,8 @@ static const double exact_pow10[] = {
 };
 
 /*
- * A quoted JSON number at ``i``. Returns the index after the closing quote and sets *value,
- * or -1 when the text there is not one.
+ * A JSON number at ``i``, quoted or bare. Returns the index after it (and its closing quote)
+ * and sets *value, or -1 when the text there is not one.
  *
  * The value is what float() gives. Prices and quantities have few digits, so most take the
  * exact fast path: a mantissa of at most 2^53 and a power of ten of at most 22 are both exact
@@ -742,9 +742,10 @@ read_number(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, double *va
     int exp10 = 0;      /* decimal exponent applied to mantissa */
     int exact = 1;      /* the fast path applies */
     int exp_value = 0, exp_negative = 0;
-    if (i >= len || PyUnicode_READ(kind, data, i) != '"')
-        return -1;
-    i++;
+    /* A JSON number, quoted as Binance sends it, or bare. */
+    int quoted = i < len && PyUnicode_READ(kind, data, i) == '"';
+    if (quoted)
+        i++;
 /* Append the character at i to buf and step on; fail when the number is too long. */
 #define TAKE()                                                                                  \
     do {                                                                                        \
@@ -807,8 +808,11 @@ read_number(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, double *va
             TAKE();
         } while (is_digit(PEEK()));
     }
-    if (PEEK() != '"')
-        return -1;
+    if (quoted) {
+        if (PEEK() != '"')
+            return -1;
+        i++;
+    }
 #undef DIGIT
 #undef PEEK
 #undef TAKE
@@ -817,7 +821,7 @@ read_number(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, double *va
         double v = (double)mantissa;
         v = exp10 < 0 ? v / exact_pow10[-exp10] : v * exact_pow10[exp10];
         *value = negative ? -v : v;
-        return i + 1;
+        return i;
     }
     buf[n] = '\0';
     /* The grammar is checked, so this cannot fail; an overflow reads as inf. */
@@ -825,7 +829,7 @@ read_number(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, double *va
     if (v == -1.0 && PyErr_Occurred())
         return -1;
     *value = v;
-    return i + 1;
+    return i;
 }
 
 /*

@@ -79,11 +79,13 @@ def py_count_through(text: str, bound: float, from_end: bool, above: bool) -> in
 
 
 # Strict reading of level arrays: [["61800.20","2.909"],["61800.10","0.696"]]. A level is
-# "[" ws "price" ws "," ws "qty" ws "]", each value a quoted JSON number of at most 63
-# characters; a price must be finite and > 0, a quantity finite and >= 0 (-0 reads as 0).
+# "[" ws price ws "," ws qty ws "]", each value a JSON number of at most 63 characters, quoted
+# (as Binance sends them) or bare; a price must be finite and > 0, a quantity finite and >= 0
+# (-0 reads as 0).
 _WS = "[ \t\n\r]*"
-_NUMBER = '"(-?(?:0|[1-9][0-9]*)(?:\\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"'
-_LEVEL = re.compile(r"\[" + _WS + _NUMBER + _WS + "," + _WS + _NUMBER + _WS + r"\]")
+_NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+_LEVEL = re.compile(r"\[" + _WS + f'("?)({_NUMBER})\\1' + _WS + "," + _WS
+                    + f'("?)({_NUMBER})\\3' + _WS + r"\]")
 _WS_RUN = re.compile(_WS)
 LEVEL_NUMBER_MAX = 63
 
@@ -106,7 +108,7 @@ def py_read_level(text: str, at: int) -> tuple[float, float, int]:
     match = _LEVEL.match(text, at)
     if match is None:
         raise _level_error(at, "not a level")
-    raw_price, raw_qty = match.group(1, 2)
+    raw_price, raw_qty = match.group(2, 4)
     if len(raw_price) > LEVEL_NUMBER_MAX or len(raw_qty) > LEVEL_NUMBER_MAX:
         raise _level_error(at, "not a level")
     price = float(raw_price)

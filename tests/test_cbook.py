@@ -334,11 +334,14 @@ def level_texts(draw: st.DrawFn) -> str:
     def level() -> str:
         price, qty = draw(st.sampled_from(NUMBERS)), draw(st.sampled_from(NUMBERS))
         ws = [draw(st.sampled_from(WS)) for _ in range(4)]
-        shape = draw(st.sampled_from(["ok"] * 6 + ["no_comma", "unquoted", "three", "open"]))
+        shape = draw(st.sampled_from(["ok"] * 6 + ["no_comma", "bare", "three", "open",
+                                                    "half"]))
         if shape == "no_comma":
             return f'["{price}" "{qty}"]'
-        if shape == "unquoted":
-            return f'[{price},"{qty}"]'
+        if shape == "bare":
+            return f'[{price},{ws[2]}{qty}]'
+        if shape == "half":
+            return f'["{price},"{qty}"]'
         if shape == "three":
             return f'["{price}","{qty}","1"]'
         if shape == "open":
@@ -389,15 +392,17 @@ wire_levels = st.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(levels=wire_levels, count=st.integers(0, 14), at_end=st.booleans(),
-       descending=st.booleans())
+       descending=st.booleans(), quote=st.sampled_from(['"', '"', ""]))
 def test_split_levels_reads_what_msgspec_reads(levels: list[tuple[Any, str]], count: int,
-                                               at_end: bool, descending: bool) -> None:
+                                               at_end: bool, descending: bool,
+                                               quote: str) -> None:
     import msgspec
 
     from bot.native import parse_levels, py_parse_levels, py_split_levels, split_levels
 
     levels.sort(reverse=descending)
-    raw = "[" + ",".join(f'["{price}","{qty}"]' for price, qty in levels) + "]"
+    raw = "[" + ",".join(f"[{quote}{price}{quote},{quote}{qty}{quote}]"
+                         for price, qty in levels) + "]"
     decoded = tuple(msgspec.json.decode(raw, type=list[tuple[float, float]], strict=False))
     assert parse_levels(raw) == py_parse_levels(raw) == decoded
     for split in (split_levels, py_split_levels):
@@ -425,10 +430,12 @@ def test_level_readers_on_corrupt_and_edge_input() -> None:
         assert parse('[ ["1.5" , "0"] ,\n["2","-0"] ]') == ((1.5, 0.0), (2.0, 0.0))
         assert math.copysign(1.0, parse('[["2","-0"]]')[0][1]) == 1.0  # -0 is 0
         assert parse('[["1e3","2E-2"]]') == ((1000.0, 0.02),)
+        assert parse('[[61800.2, 3],["5", 0]]') == ((61800.2, 3.0), (5.0, 0.0))  # bare too
         for bad in ['[["0","1"]]', '[["-1","1"]]', '[["1","-1"]]', '[["1e400","1"]]',
                     '[["nan","1"]]', '[["+1","1"]]', '[[".5","1"]]', '[["5.","1"]]',
                     '[["01","1"]]', '[["\\u0031","1"]]', '[["1","1"]', '[["1","1"]]]',
-                    '[["1","1"]["2","1"]]', '[["1","1"],]', '[[1,"1"]]', '[["1","1","1"]]',
+                    '[["1","1"]["2","1"]]', '[["1","1"],]', '[["1,"1"]]', '[[1","1"]]',
+                    '[["1","1","1"]]', '[[01,1]]', '[[1 2,1]]',
                     f'[["{"1" * 64}","1"]]', '[["1","1"]] x', '["1","1"]', '', '[',
                     '[["1","1"],["2","1"]']:
             with pytest.raises(ValueError, match="corrupt level array"):
