@@ -1059,8 +1059,9 @@ cbook_split_levels(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_
         if (near == NULL)
             return NULL;
         /* The rest: up to the boundary level's "]", closed again. */
-        Py_ssize_t cut = count > 0 ? next_bracket(kind, data, len, start, 0) : len;
         if (count > 0) {
+            /* Up to the first near level, less the separator before it. */
+            Py_ssize_t cut = next_bracket(kind, data, len, start, 0);
             while (cut > 0 && is_ws(PyUnicode_READ(kind, data, cut - 1)))
                 cut--;
             if (cut > 0 && PyUnicode_READ(kind, data, cut - 1) == ',')

@@ -47,8 +47,8 @@ def fast_init(cls: type[T]) -> type[T]:
     parameters: list[str] = []
     body: list[str] = []
     for index, f in enumerate(fields):
-        if not f.init or f.kw_only:
-            raise TypeError(f"fast_init: {cls.__name__}.{f.name} is not a positional init field")
+        if f.kw_only:  # (init=False fields failed the parameter check above)
+            raise TypeError(f"fast_init: {cls.__name__}.{f.name} is keyword-only")
         slot = inspect.getattr_static(cls, f.name)
         if not isinstance(slot, types.MemberDescriptorType):
             raise TypeError(f"fast_init: {cls.__name__}.{f.name} is not a slot")
