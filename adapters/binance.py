@@ -49,6 +49,7 @@ from bot.events import (
     DeferredBookDelta,
     Level,
     MarketEvent,
+    SettleCounter,
     Side,
     Trade,
 )
@@ -332,6 +333,31 @@ class _DeepLevels:
                             count_through(self._asks, ask_cap, self._asks_at_end, False))
                 asks, ask_min, self._asks = split_levels(self._asks, count, self._asks_at_end)
                 self._ask_min = _INF if ask_min != ask_min else ask_min
+        except ValueError as exc:
+            raise self._corrupt(exc) from None
+        return self._delta(bids, asks), self._bid_max, self._ask_min
+
+    def settle(self, book: SettleCounter) -> tuple[BookDelta, float, float]:
+        """Decode the deferred levels ``book`` needs for a final touch (``DeepLevels``).
+
+        The book counts them against its own levels (``settle_count``, prices read in place);
+        just those are decoded.
+        """
+        bids: tuple[Level, ...] = ()
+        asks: tuple[Level, ...] = ()
+        try:
+            if self._bids:
+                count = book.settle_count(Side.BUY, self._bids, self._bids_at_end)
+                if count:
+                    bids, bid_max, self._bids = split_levels(self._bids, count,
+                                                             self._bids_at_end)
+                    self._bid_max = -_INF if bid_max != bid_max else bid_max
+            if self._asks:
+                count = book.settle_count(Side.SELL, self._asks, self._asks_at_end)
+                if count:
+                    asks, ask_min, self._asks = split_levels(self._asks, count,
+                                                             self._asks_at_end)
+                    self._ask_min = _INF if ask_min != ask_min else ask_min
         except ValueError as exc:
             raise self._corrupt(exc) from None
         return self._delta(bids, asks), self._bid_max, self._ask_min

@@ -452,6 +452,9 @@ BookSide_get_sign(BookSide *self, void *Py_UNUSED(closure))
     return PyFloat_FromDouble(self->sign);
 }
 
+static PyObject *BookSide_settle_count(BookSide *self, PyObject *const *args,
+                                       Py_ssize_t nargs);
+
 static PyMethodDef BookSide_methods[] = {
     {"update", (PyCFunction)BookSide_update, METH_O,
      "Set absolute quantities, in order; a quantity of 0 removes the level."},
@@ -467,6 +470,8 @@ static PyMethodDef BookSide_methods[] = {
      "The total quantity at signed prices >= the one given (ascending order sum)."},
     {"top", (PyCFunction)BookSide_top, METH_O,
      "Up to n levels as (price, qty), best first, prices unsigned."},
+    {"settle_count", (PyCFunction)(void (*)(void))BookSide_settle_count, METH_FASTCALL,
+     "Levels of a raw array, nearest first, to book before this side's best is final."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1129,6 +1134,56 @@ cbook_nearest_at_end(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssiz
     if (text_level(kind, data, len, last, &last_price, &qty, &what) < 0)
         return level_error(last, what);
     return PyBool_FromLong((first_price < last_price) == bids);
+}
+
+/*
+ * BookSide.settle_count(text, from_end): how many levels of a raw level array of this side,
+ * nearest the touch first (from its end when from_end), must be booked before no further one
+ * can change the best level. The levels are read in order against the side's own levels from
+ * the best down (signed prices, so "down" is away from the touch on both sides): a stored
+ * level above the next level read stays the best, so the walk stops before that level; a
+ * level read with a quantity becomes the best, so the walk stops after it; a deletion goes on
+ * (it removes the stored level at its price, if any). A level that is not readable counts and
+ * stops the walk, so decoding the levels counted raises on it. Exact when the array is sorted
+ * nearest first, as a venue sends it; the caller checks the touch afterwards either way.
+ */
+static PyObject *
+BookSide_settle_count(BookSide *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "settle_count(text, from_end) takes 2 arguments");
+        return NULL;
+    }
+    PyObject *text = args[0];
+    if (text_arg(text, "settle_count") < 0)
+        return NULL;
+    int from_end = PyObject_IsTrue(args[1]);
+    if (from_end < 0)
+        return NULL;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(text);
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    const double *keys = self->keys;
+    Py_ssize_t j = self->n - 1; /* the highest stored level no level read has matched */
+    Py_ssize_t count = 0;
+    Py_ssize_t i = from_end ? len : 0;
+    while ((i = next_bracket(kind, data, len, i, from_end)) >= 0) {
+        count++;
+        double price, qty;
+        const char *what;
+        if (text_level(kind, data, len, i, &price, &qty, &what) < 0)
+            break;
+        double key = self->sign * price;
+        if (j >= 0 && keys[j] > key) {
+            count--;
+            break;
+        }
+        if (j >= 0 && keys[j] == key)
+            j--;
+        if (qty > 0.0)
+            break;
+    }
+    return PyLong_FromSsize_t(count);
 }
 
 static PyMethodDef cbook_functions[] = {

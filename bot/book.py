@@ -24,7 +24,7 @@ from typing import Protocol
 
 from bot.errors import DataError
 from bot.events import BookDelta, BookSnapshot, Level, Side
-from bot.native import cbook
+from bot.native import cbook, py_settle_count
 
 _INF = float("inf")
 _NAN = float("nan")
@@ -98,6 +98,12 @@ class PyBookSide:
         qty = self.qty
         return [(sign * key, qty[key]) for key in self.keys[-1 : -n - 1 : -1]]
 
+    def settle_count(self, text: str, from_end: bool) -> int:
+        """How many levels of a raw level array of this side, nearest the touch first (from
+        its end when ``from_end``), to book before no further one can change the best level.
+        """
+        return py_settle_count(text, from_end, self.keys, self.sign)
+
     def __len__(self) -> int:
         return len(self.keys)
 
@@ -114,6 +120,7 @@ class SideStore(Protocol):
     def get(self, key: float) -> float: ...
     def qty_from(self, key: float) -> float: ...
     def top(self, n: int) -> list[Level]: ...
+    def settle_count(self, text: str, from_end: bool) -> int: ...
     def __len__(self) -> int: ...
 
 
@@ -344,6 +351,16 @@ class OrderBook:
         """
         book_side = self._side(side)
         return book_side.qty_from(book_side.sign * price)
+
+    def settle_count(self, side: Side, text: str, from_end: bool) -> int:
+        """How many levels of a raw level array of ``side``, nearest the touch first (from its
+        end when ``from_end``), to book before no further one can change that side's best.
+
+        For a parser's deferred levels (``DeepLevels.settle``): exact for an array sorted by
+        price, as venues send them. Only prices and quantities are read, nothing is booked; a
+        level that is not readable is counted, so decoding the counted levels raises on it.
+        """
+        return self._side(side).settle_count(text, from_end)
 
     def levels(self, side: Side) -> int:
         """Return the number of price levels on ``side`` (BUY = bids)."""

@@ -71,11 +71,11 @@ TOUCH_FIRST_LEVELS = 48
 NEAR_BAND_TICKS = 100
 """Half-width of the band around the touch that is booked before quoting, in ticks."""
 DEEPEN_AT_LEAST = 32
-"""Fewest deferred levels of a side booked per round when an update moved the touch into them.
+"""Fewest deferred levels of a side booked per fallback round (see ``Engine._deepen``).
 
-A sweep that deletes stale levels one after another needs as many levels as it deleted; at
-least this many per round (4x more each further round) keeps it to one or two rounds, while
-decoding a few levels too many costs little.
+The first round books exactly the levels the touch needs (``DeepLevels.settle``). Further
+rounds happen only for deferred levels out of price order; at least this many per round (4x
+more each further round) keeps them few, while decoding a few levels too many costs little.
 """
 _EMPTY = QuoteSet.empty()
 
@@ -334,7 +334,7 @@ class Engine:
         best ask <= ``high``, no deep level can change them, so the decision is the one the
         whole update gives and the deep levels are booked after the commands have left.
         Otherwise (the update moved the touch into its deep part) deep levels are booked
-        first: a deferred part nearest first, in growing batches, until the touch is final.
+        first: the deferred levels nearest first, just those the touch needs (``_deepen``).
         The book may be crossed between the parts (stale asks the deep part removes, under
         bids the near part added), so it is checked, and the simulated venue fills what the
         book moved through, only once the touch is final.
@@ -375,19 +375,20 @@ class Engine:
     def _deepen(self, event: DeferredBookDelta, ts: int) -> tuple[bool, bool]:
         """Book deferred levels nearest first until no deeper one can change the touch.
 
-        Each round books the deferred levels that reach the touch (bids at or above the best
-        bid, asks at or below the best ask), and only from a side whose touch they can still
-        change. Booking them can move the touch again (a deleted best level), so it repeats
-        until the touch is clear of every deferred level. A round takes at least
-        ``DEEPEN_AT_LEAST`` levels from such a side, 4x more each further round, so a sweep
-        that deletes level after level needs few rounds. Returns (False, False) if the levels
-        were corrupt (the book is invalidated), else (True, whether levels are left to book
-        after quoting).
+        The first round books exactly the levels the touch needs (``DeepLevels.settle``: the
+        book walks the deferred levels against its own, so a sweep that deletes hundreds of
+        levels is one round of just those). Should the touch still not be clear of every
+        deferred level (levels out of price order), further rounds book the deferred levels
+        that reach it (bids at or above the best bid, asks at or below the best ask), from a
+        side whose touch they can still change: at least ``DEEPEN_AT_LEAST`` levels, 4x more
+        each round. Returns (False, False) if the levels were corrupt (the book is
+        invalidated), else (True, whether levels are left to book after quoting).
         """
         book = self.book
         deep = event.deep
         bid_max, ask_min = event.deep_bid_max, event.deep_ask_min
         at_least = DEEPEN_AT_LEAST
+        settle = True
         while True:
             bid, ask = book.best_bid, book.best_ask
             # A side with no level (nan) needs every deferred level of that side.
@@ -396,7 +397,12 @@ class Engine:
             if bid_floor == _INF and ask_cap == -_INF:
                 return True, True
             try:
-                part, bid_max, ask_min = deep.through(bid_floor, ask_cap, at_least)
+                if settle:
+                    settle = False
+                    part, bid_max, ask_min = deep.settle(book)
+                else:
+                    part, bid_max, ask_min = deep.through(bid_floor, ask_cap, at_least)
+                    at_least *= 4
                 if not part.bids and not part.asks:  # no progress (cannot happen): book all
                     part, bid_max, ask_min = deep.rest(), -_INF, _INF
             except DataError as exc:
@@ -405,7 +411,6 @@ class Engine:
             self._book_part(part, ts)
             if bid_max == -_INF and ask_min == _INF:
                 return True, False
-            at_least *= 4
 
     def _book_part(self, part: BookDelta, ts: int) -> None:
         """Let the simulated venue see one part of a split update, then book it."""

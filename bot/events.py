@@ -126,8 +126,31 @@ class BookDelta:
     validated: bool = False
 
 
+class SettleCounter(Protocol):
+    """What ``DeepLevels.settle`` asks of the book (``bot.book.OrderBook`` is one)."""
+
+    def settle_count(self, side: Side, text: str, from_end: bool) -> int:
+        """How many levels of a raw level array of ``side``, nearest the touch first, to book
+        before no further one can change that side's best level."""
+        ...
+
+
 class DeepLevels(Protocol):
     """The deferred levels of a ``DeferredBookDelta``, decoded on demand, nearest first."""
+
+    def settle(self, book: SettleCounter) -> tuple[BookDelta, float, float]:
+        """Decode exactly the deferred levels ``book`` needs before its touch is final.
+
+        ``book`` already holds the near levels. Once the levels returned are booked as well,
+        no deferred level left can change its best bid or best ask (for levels sorted by
+        price, as venues send them; the caller checks and falls back to ``through``). Returns
+        them as a delta, with the new highest deep bid and lowest deep ask (-inf / inf when a
+        side has nothing left).
+
+        Raises:
+            DataError: Those levels are corrupt (the parser resyncs).
+        """
+        ...
 
     def through(self, bid_floor: float, ask_cap: float,
                 at_least: int = 1) -> tuple[BookDelta, float, float]:

@@ -203,6 +203,38 @@ def py_nearest_at_end(text: str, bids: bool) -> bool:
     return (py_read_level(text, first)[0] < py_read_level(text, last)[0]) == bids
 
 
+def py_settle_count(text: str, from_end: bool, keys: Sequence[float], sign: float) -> int:
+    """Count the levels of a raw level array to book before a side's best level is final.
+
+    The reference of ``BookSide.settle_count``. ``keys`` are the side's signed prices in
+    ascending order (``sign`` * price; the best is last). The levels are read nearest the
+    touch first (from the end when ``from_end``) against the stored ones from the best down: a
+    stored level above the next level read stays the best (stop before that level); a level
+    read with a quantity becomes the best (stop after it); a deletion goes on, removing the
+    stored level at its price if there is one. A level that is not readable counts and stops
+    the walk, so decoding the counted levels raises on it.
+    """
+    j = len(keys) - 1  # the highest stored level no level read has matched
+    count = 0
+    index = len(text) if from_end else 0
+    while True:
+        index = text.rfind("[", 1, index) if from_end else text.find("[", index + 1)
+        if index < 0:
+            return count
+        count += 1
+        try:
+            price, qty, _ = py_read_level(text, index)
+        except ValueError:
+            return count
+        key = sign * price
+        if j >= 0 and keys[j] > key:
+            return count - 1
+        if j >= 0 and keys[j] == key:
+            j -= 1
+        if qty > 0.0:
+            return count
+
+
 def py_level_qty(levels: Sequence[Level], price: float) -> float | None:
     """Return the quantity of the last level at ``price`` (as ``dict(levels).get``), or None."""
     for at, qty in reversed(levels):

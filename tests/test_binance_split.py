@@ -13,8 +13,9 @@ import pytest
 
 from adapters.binance import BinanceParser, Market, is_rest_snapshot
 from adapters.feed import Resync
+from bot.book import OrderBook
 from bot.errors import DataError
-from bot.events import BookDelta, DeferredBookDelta, MarketEvent
+from bot.events import BookDelta, BookSnapshot, DeferredBookDelta, MarketEvent, Side
 from tests.test_binance import SPOT_BTC, USDM_BTC, Line, hft_lines
 
 NEAR = 16
@@ -81,6 +82,44 @@ def test_deep_levels_come_nearest_first_and_then_the_rest(shared_data: Path) -> 
     assert rest.bids == whole.bids[:-NEAR - 10] and rest.asks == whole.asks[NEAR + 64:]
     assert ours.deep.rest() == BookDelta(rest.ts_exchange_ns, rest.ts_local_ns, "BTCUSDT", (),
                                          (), rest.sequence, True)
+
+
+@pytest.mark.parametrize(("files", "market", "speed"), [(USDM_BTC, "usdm", 0),
+                                                        (SPOT_BTC, "spot", 100)])
+def test_settle_books_exactly_what_the_touch_needs(
+    shared_data: Path, files: tuple[str, ...], market: Market, speed: int
+) -> None:
+    # Replay the capture into two books: one booked whole, one split as the engine books it
+    # (near, settle, then the rest after quoting). After settle, the touch is already the
+    # whole update's and every deferred level left is behind it. (That no fewer levels would
+    # do is checked on the book side, in test_cbook.py.)
+    pairs, _, _ = lockstep(hft_lines(shared_data, files)[:40_000], market, speed)
+    split_book, whole_book = OrderBook("BTCUSDT"), OrderBook("BTCUSDT")
+    settled = deepened = 0
+    for ours, whole in pairs:
+        if not isinstance(whole, BookSnapshot | BookDelta):
+            continue
+        if type(ours) is not DeferredBookDelta or not split_book.valid:
+            event = ours.whole() if type(ours) is DeferredBookDelta else ours
+            assert isinstance(event, BookSnapshot | BookDelta)
+            split_book.apply(event)
+            whole_book.apply(whole)
+            continue
+        split_book.apply(ours.near, cross_check=False)
+        part, bid_max, ask_min = ours.deep.settle(split_book)
+        split_book.apply(part, cross_check=False)
+        whole_book.apply(whole)
+        touch = (split_book.best_bid, split_book.best_ask)
+        assert touch == (whole_book.best_bid, whole_book.best_ask)
+        assert (split_book.best_bid_qty, split_book.best_ask_qty) == \
+            (whole_book.best_bid_qty, whole_book.best_ask_qty)
+        assert bid_max < touch[0] and ask_min > touch[1]
+        settled += 1
+        deepened += bool(part.bids or part.asks)
+        split_book.apply(ours.deep.rest())
+        assert split_book.depth(Side.BUY, 10**6) == whole_book.depth(Side.BUY, 10**6)
+        assert split_book.depth(Side.SELL, 10**6) == whole_book.depth(Side.SELL, 10**6)
+    assert settled > 50 and deepened > 5
 
 
 def synced_parser(lines: list[Line]) -> tuple[BinanceParser, int]:

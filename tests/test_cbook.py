@@ -494,3 +494,90 @@ def test_numbers_read_exactly_as_float_does(number: str) -> None:
                 parse(text)
         return
     assert _cbook.parse_levels(text) == py_parse_levels(text) == ((expected, expected),)
+
+
+# ------------------------------------------------------------------ settle_count
+
+def _wire(levels: list[Level]) -> str:
+    return "[" + ",".join(f'["{p!r}","{q!r}"]' for p, q in levels) + "]"
+
+
+def _brute_settle(stored: list[Level], nearest_first: list[Level], sign: float) -> int:
+    """The fewest levels to apply, nearest first, before no other can change the best."""
+    def best_after(n: int) -> Level | None:
+        book = {sign * p: q for p, q in stored}
+        for price, qty in nearest_first[:n]:
+            if qty:
+                book[sign * price] = qty
+            else:
+                book.pop(sign * price, None)
+        if not book:
+            return None
+        key = max(book)
+        return key, book[key]
+
+    final = best_after(len(nearest_first))
+    for n in range(len(nearest_first) + 1):
+        left = [sign * price for price, _ in nearest_first[n:]]
+        if best_after(n) == final and (not left if final is None
+                                       else all(key < final[0] for key in left)):
+            return n
+    raise AssertionError("unreachable")
+
+
+settle_prices = st.integers(1, 30).map(lambda i: round(100.0 + i * 0.5, 1))
+
+
+@settings(max_examples=400, deadline=None)
+@given(sign=st.sampled_from([1.0, -1.0]),
+       stored=st.lists(st.tuples(settle_prices, st.sampled_from([1.0, 2.5])), max_size=20),
+       deferred=st.lists(st.tuples(settle_prices, st.sampled_from([0.0, 0.0, 0.0, 1.5])),
+                         max_size=20, unique_by=lambda level: level[0]),
+       at_end=st.booleans())
+def test_settle_count_is_the_fewest_levels_that_make_the_touch_final(
+    sign: float, stored: list[Level], deferred: list[Level], at_end: bool
+) -> None:
+    # Deferred levels as a venue sends a side: sorted by price, nearest the touch first.
+    nearest_first = sorted(deferred, key=lambda level: -sign * level[0])
+    text = _wire(nearest_first[::-1] if at_end else nearest_first)
+    want = _brute_settle(stored, nearest_first, sign)
+    sides: list[Any] = [PyBookSide(sign)] + ([CBookSide(sign)] if CBookSide is not None else [])
+    for side in sides:
+        side.replace(stored)
+        assert side.settle_count(text, at_end) == want, type(side)
+
+
+@needs_c
+@settings(max_examples=800, deadline=None)
+@given(sign=st.sampled_from([1.0, -1.0]),
+       stored=st.lists(st.tuples(settle_prices, st.sampled_from([1.0, 2.5])), max_size=12),
+       text=st.one_of(level_texts(), st.text(alphabet='[]",.0123456789e- ', max_size=40)),
+       at_end=st.booleans())
+def test_settle_count_matches_the_reference_on_any_text(
+    sign: float, stored: list[Level], text: str, at_end: bool
+) -> None:
+    ref, fast = PyBookSide(sign), CBookSide(sign)
+    ref.replace(stored)
+    fast.replace(stored)
+    assert fast.settle_count(text, at_end) == ref.settle_count(text, at_end)
+
+
+def test_settle_count_counts_an_unreadable_level_and_stops_there() -> None:
+    sides: list[Any] = [PyBookSide(1.0)] + ([CBookSide(1.0)] if CBookSide is not None else [])
+    for side in sides:
+        side.replace([(99.0, 1.0), (98.0, 1.0), (97.0, 1.0)])
+        # Deletions of 100 and 99, then a corrupt level: counted, so decoding raises on it.
+        assert side.settle_count('[["100","0"],["99","0"],["x","1"],["97","1"]]', False) == 3
+        # Nothing deferred reaches the best bid: none is needed.
+        assert side.settle_count('[["98.5","0"],["98","0"]]', False) == 0
+        # A new level above the best is the best at once.
+        assert side.settle_count('[["101","2"],["98","0"]]', False) == 1
+        # Deleting the best and the next: the walk stops at the first stored level it spares.
+        assert side.settle_count('[["99","0"],["98","0"],["96.5","0"]]', False) == 2
+        assert side.settle_count('[["96.5","0"],["98","0"],["99","0"]]', True) == 2
+        # Deleting what is not stored goes on too.
+        assert side.settle_count('[["99","0"],["98.5","0"],["98","0"],["96","0"]]', False) == 3
+        assert side.settle_count("", True) == 0
+        empty = type(side)(-1.0)
+        # An empty side: deletions go on until a level with a quantity.
+        assert empty.settle_count('[["100","0"],["101","3"],["102","1"]]', False) == 2

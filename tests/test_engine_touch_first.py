@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bot.book import OrderBook
 from bot.engine import DEEPEN_AT_LEAST, Engine
 from bot.errors import DataError
 from bot.events import (
@@ -17,6 +18,7 @@ from bot.events import (
     Level,
     MarketEvent,
     PlaceOrder,
+    SettleCounter,
     Side,
 )
 from tests.test_engine import RecordingVenue, make_engine, settings_for
@@ -28,12 +30,32 @@ TICK = 0.01
 class ListDeep:
     """``DeepLevels`` over in-memory levels, nearest the touch handed out first."""
 
-    def __init__(self, bids: list[Level], asks: list[Level], corrupt: bool = False) -> None:
+    def __init__(self, bids: list[Level], asks: list[Level], corrupt: bool = False,
+                 settle_short: bool = False) -> None:
         self.bids = sorted(bids)  # ascending, as Binance futures send them: nearest bids last
         self.asks = sorted(asks)  # nearest asks first
         self.corrupt = corrupt
+        self.settle_short = settle_short  # settle hands out one level per side, as if unsorted
         self.calls: list[str] = []
         self.near = delta([], [])
+
+    def settle(self, book: SettleCounter) -> tuple[BookDelta, float, float]:
+        """Hand out the fewest nearest levels after which the book's touch is final.
+
+        Found by brute force on a copy of the book, independently of ``settle_count``.
+        """
+        self.calls.append("settle")
+        if self.corrupt:
+            raise DataError("T-USD: corrupt depth level")
+        assert isinstance(book, OrderBook)
+        nb = _settle_n(book.depth(Side.BUY, 10**6), self.bids[::-1], 1.0)
+        na = _settle_n(book.depth(Side.SELL, 10**6), self.asks, -1.0)
+        if self.settle_short:
+            nb, na = min(nb, 1), min(na, 1)
+        bids, self.bids = self.bids[len(self.bids) - nb:], self.bids[:len(self.bids) - nb]
+        asks, self.asks = self.asks[:na], self.asks[na:]
+        return (delta(bids, asks), self.bids[-1][0] if self.bids else -float("inf"),
+                self.asks[0][0] if self.asks else float("inf"))
 
     def through(self, bid_floor: float, ask_cap: float,
                 at_least: int = 1) -> tuple[BookDelta, float, float]:
@@ -64,6 +86,30 @@ class ListDeep:
         near = self.near
         rest = self.rest()
         return delta(list(rest.bids + near.bids), list(near.asks + rest.asks))
+
+
+def _settle_n(stored: list[Level], deferred: list[Level], sign: float) -> int:
+    """How many of ``deferred`` (nearest first) to apply before no other can change the best."""
+
+    def best_after(n: int) -> Level | None:
+        levels = dict(stored)
+        for price, qty in deferred[:n]:
+            if qty:
+                levels[price] = qty
+            else:
+                levels.pop(price, None)
+        if not levels:
+            return None
+        price = max(levels, key=lambda p: sign * p)
+        return price, levels[price]
+
+    final = best_after(len(deferred))
+    for n in range(len(deferred) + 1):
+        left = deferred[n:]
+        clear = not left if final is None else all(sign * p < sign * final[0] for p, _ in left)
+        if best_after(n) == final and clear:
+            return n
+    raise AssertionError("unreachable: all levels applied is final")
 
 
 def delta(bids: list[Level], asks: list[Level], ts_s: float = 2.0) -> BookDelta:
@@ -137,10 +183,8 @@ def test_a_sweep_through_the_near_levels_books_deeper_levels_before_quoting() ->
     asks = [(99.4, 0.0), (99.41, 4.0)]  # a new ask just above the new best bid
     event, deep = split(bids, asks)
     engine, venue = run([first, event])
-    # Deletion after deletion: the first round takes DEEPEN_AT_LEAST levels, the next 4x more.
-    floor = round(100.0 - (5 + DEEPEN_AT_LEAST) * TICK, 2)
-    assert deep.calls == [f"through(99.95, -inf, {DEEPEN_AT_LEAST})",
-                          f"through({floor}, -inf, {4 * DEEPEN_AT_LEAST})"]
+    # One round: exactly the deep deletions down to the new best bid (all of them here).
+    assert deep.calls == ["settle"]
     assert engine.book.best_bid == pytest.approx(99.39)
     assert engine.book.best_ask == pytest.approx(99.41)
     assert engine.book.valid and engine.stats.bad_events == 0
@@ -153,6 +197,26 @@ def test_a_sweep_through_the_near_levels_books_deeper_levels_before_quoting() ->
                 assert command.price < 99.41
             else:
                 assert command.price > 99.39
+
+    reference, ref_venue = run([first, whole_of(*split(bids, asks))])
+    assert outcome(engine, venue) == outcome(reference, ref_venue)
+
+
+def test_levels_settle_cannot_finish_are_booked_in_growing_rounds() -> None:
+    # Deferred levels out of price order (settle hands out too few): the engine sees the touch
+    # is not yet clear of them and books the levels that reach it, DEEPEN_AT_LEAST first, then
+    # 4x more, until it is. The outcome is still that of booking the update whole.
+    first = ladder(100.0, 80)
+    bids = [(round(100.0 - (i + 1) * TICK, 2), 0.0) for i in range(60)]
+    asks = [(99.4, 0.0), (99.41, 4.0)]
+    event, deep = split(bids, asks)
+    deep.settle_short = True
+    engine, venue = run([first, event])
+    floor = round(100.0 - 6 * TICK, 2)  # the near 4 and the one level settle took are gone
+    floor2 = round(100.0 - (6 + DEEPEN_AT_LEAST) * TICK, 2)
+    assert deep.calls == ["settle", f"through({floor}, -inf, {DEEPEN_AT_LEAST})",
+                          f"through({floor2}, -inf, {4 * DEEPEN_AT_LEAST})"]
+    assert engine.book.best_bid == pytest.approx(99.39) and engine.book.valid
 
     reference, ref_venue = run([first, whole_of(*split(bids, asks))])
     assert outcome(engine, venue) == outcome(reference, ref_venue)
