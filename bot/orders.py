@@ -69,6 +69,51 @@ def _ceil_to(value: float, step: float, decimals: int) -> float:
     return round(math.ceil(value / step - _EPS_STEPS) * step, decimals)
 
 
+_EXACT_UNITS = 2**50
+"""Bound on ``n * m`` (below) for the one-division form of ``_floor_on`` / ``_ceil_on``."""
+
+_Grid = tuple[float, int, int, float, int]
+"""A step prepared for snapping: ``(step, decimals, m, 10.0**decimals, limit)`` (``_grid``)."""
+
+
+@lru_cache(maxsize=64)
+def _grid(step: float) -> _Grid:
+    """Prepare ``step`` for ``_floor_on`` / ``_ceil_on``.
+
+    When ``step`` is the double nearest ``m / 10**decimals`` for an integer ``m``, ``n`` steps
+    rounded to ``decimals`` (what ``_floor_to`` returns) is the double nearest the decimal
+    ``n * m / 10**decimals``, and so is ``(n * m) / 10.0**decimals``: both operands are exact
+    doubles and IEEE division rounds correctly. This holds while ``|n * m| < 2**50``: then
+    ``n * step`` is within ``2**-52`` relative of that decimal, well inside the half unit of
+    the last decimal that ``round`` resolves. ``limit`` is the bound on ``n`` (0 when no such
+    ``m`` exists: always round).
+    """
+    decimals = _decimals(step)
+    scale = 10.0**decimals
+    m = round(step * scale)
+    if decimals > 22 or m <= 0 or m / scale != step:
+        return step, decimals, 0, scale, 0
+    return step, decimals, m, scale, _EXACT_UNITS // m
+
+
+def _floor_on(value: float, grid: _Grid) -> float:
+    """``_floor_to(value, step, decimals)`` with one division instead of ``round``."""
+    step, decimals, m, scale, limit = grid
+    n = math.floor(value / step + _EPS_STEPS)
+    if -limit < n < limit:
+        return n * m / scale
+    return round(n * step, decimals)
+
+
+def _ceil_on(value: float, grid: _Grid) -> float:
+    """``_ceil_to(value, step, decimals)`` with one division instead of ``round``."""
+    step, decimals, m, scale, limit = grid
+    n = math.ceil(value / step - _EPS_STEPS)
+    if -limit < n < limit:
+        return n * m / scale
+    return round(n * step, decimals)
+
+
 def snap_price(price: float, tick: float, side: Side) -> float:
     """Round a price to the tick: bids down, asks up, so a snapped quote is never more aggressive.
 
@@ -88,8 +133,8 @@ def snap_price(price: float, tick: float, side: Side) -> float:
         OverflowError: ``price`` is infinite.
     """
     if side is Side.BUY:
-        return _floor_to(price, tick, _decimals(tick))
-    return _ceil_to(price, tick, _decimals(tick))
+        return _floor_on(price, _grid(tick))
+    return _ceil_on(price, _grid(tick))
 
 
 def snap_qty(qty: float, lot: float) -> float:
@@ -106,7 +151,7 @@ def snap_qty(qty: float, lot: float) -> float:
         ValueError: ``qty`` is NaN.
         OverflowError: ``qty`` is infinite.
     """
-    return _floor_to(qty, lot, _decimals(lot))
+    return _floor_on(qty, _grid(lot))
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,9 +266,9 @@ class OrderManager:
         "_next_id",
         "_orders",
         "_orders_view",
-        "_price_decimals",
+        "_price_grid",
         "_price_tolerance",
-        "_qty_decimals",
+        "_qty_grid",
         "_qty_tolerance",
         "cancels_sent",
         "config",
@@ -236,8 +281,8 @@ class OrderManager:
         self._orders: dict[str, ManagedOrder] = {}
         self._orders_view: Mapping[str, ManagedOrder] = MappingProxyType(self._orders)
         self._next_id = 1
-        self._price_decimals = _decimals(config.tick_size)
-        self._qty_decimals = _decimals(config.lot_size)
+        self._price_grid = _grid(config.tick_size)
+        self._qty_grid = _grid(config.lot_size)
         self._price_tolerance = (config.requote_ticks + _EPS_STEPS) * config.tick_size
         self._qty_tolerance = config.lot_size * _EPS_STEPS
         # Slightly below the venue minimums, so a minimum met in decimal is not missed when the
@@ -312,14 +357,14 @@ class OrderManager:
         """
         config = self.config
         tick = config.tick_size
-        decimals = self._price_decimals
+        grid = self._price_grid
         bid_cap = _INF
         ask_floor = -_INF
         if config.post_only:
             if math.isfinite(best_ask):
-                bid_cap = _floor_to(best_ask - tick, tick, decimals)
+                bid_cap = _floor_on(best_ask - tick, grid)
             if math.isfinite(best_bid):
-                ask_floor = _ceil_to(best_bid + tick, tick, decimals)
+                ask_floor = _ceil_on(best_bid + tick, grid)
         targets: list[_Target] = []
         self._add_targets(targets, desired, bid_cap, ask_floor)
         claimed = [False] * len(targets)
@@ -363,11 +408,8 @@ class OrderManager:
         self, targets: list[_Target], desired: QuoteSet, bid_cap: float, ask_floor: float
     ) -> None:
         """Append the snapped, clamped and filtered desired quotes to ``targets``."""
-        config = self.config
-        tick = config.tick_size
-        lot = config.lot_size
-        price_decimals = self._price_decimals
-        qty_decimals = self._qty_decimals
+        price_grid = self._price_grid
+        qty_grid = self._qty_grid
         min_qty = self._min_qty
         min_notional = self._min_notional
         for quotes in (desired.bids, desired.asks):
@@ -379,10 +421,10 @@ class OrderManager:
                     continue
                 side = quote.side
                 if side is Side.BUY:
-                    price = min(_floor_to(price, tick, price_decimals), bid_cap)
+                    price = min(_floor_on(price, price_grid), bid_cap)
                 else:
-                    price = max(_ceil_to(price, tick, price_decimals), ask_floor)
-                qty = _floor_to(qty, lot, qty_decimals)
+                    price = max(_ceil_on(price, price_grid), ask_floor)
+                qty = _floor_on(qty, qty_grid)
                 if price <= 0.0 or qty <= 0.0 or qty < min_qty or price * qty < min_notional:
                     continue
                 targets.append((side, quote.level, price, qty))

@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.errors import ConfigError
@@ -613,3 +613,39 @@ def test_unknown_order_ids_are_ignored(manager: OrderManager) -> None:
 def test_orders_view_is_read_only(manager: OrderManager) -> None:
     with pytest.raises(TypeError):
         manager.orders["x"] = manager.orders["t-1"]  # type: ignore[index]
+
+
+# ------------------------------------------------------------------ one-division snapping
+
+SNAP_STEPS = [0.1, 0.01, 0.5, 0.25, 0.001, 1e-8, 5.0, 1.0, 0.05, 1e-4, 1e-12, 2.5e-5, 0.2,
+              0.3, 0.7, 1 / 3, 0.123456789, 1e-13, 1e6, 0.015]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(step=st.sampled_from(SNAP_STEPS),
+       units=st.one_of(st.integers(-10**9, 10**9), st.integers(-2**60, 2**60)),
+       nudge=st.sampled_from([0.0, 0.0, 1e-12, -1e-12, 1e-10, -1e-10, 0.3, 0.5, -0.5, 0.999,
+                              2e-9, -2e-9]),
+       scale=st.sampled_from([1.0, 1.0, 1.0000000000000002, 0.9999999999999998]))
+def test_one_division_snapping_is_exactly_the_rounding_form(
+    step: float, units: int, nudge: float, scale: float
+) -> None:
+    # Values on, just beside and between grid points, at every magnitude: the fast form must
+    # give the very same double as round(n * step, decimals), or fall back to it.
+    from bot.orders import _ceil_on, _ceil_to, _decimals, _floor_on, _floor_to, _grid
+
+    value = (units + nudge) * step * scale
+    grid, decimals = _grid(step), _decimals(step)
+    assert _floor_on(value, grid) == _floor_to(value, step, decimals)
+    assert _ceil_on(value, grid) == _ceil_to(value, step, decimals)
+
+
+def test_one_division_snapping_refuses_what_rounding_refuses() -> None:
+    from bot.orders import _ceil_on, _floor_on, _grid
+
+    with pytest.raises(ValueError):
+        _floor_on(float("nan"), _grid(0.1))
+    with pytest.raises(OverflowError):
+        _ceil_on(float("inf"), _grid(0.1))
+    assert _grid(1 / 3)[4] == 0  # no decimal m / 10**d is 1/3: always rounds
+    assert _grid(0.1)[2:] == (1, 10.0, 2**50)
