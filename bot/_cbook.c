@@ -20,6 +20,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * The level readers take the string's kind (1, 2 or 4 bytes per character) as a parameter
+ * and are always inlined; their callers branch once on the kind, so for ASCII text (what
+ * venues send) every character read is a plain byte load, with no per-character switch.
+ */
+#if defined(__GNUC__) || defined(__clang__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+#define BY_KIND(kind, call) ((kind) == PyUnicode_1BYTE_KIND ? call(PyUnicode_1BYTE_KIND) : call(kind))
+
 typedef struct {
     PyObject_HEAD
     double sign;
@@ -506,8 +518,8 @@ static PyTypeObject BookSideType = {
  * with ``i`` = len (from_end) or 0. Level arrays hold only decimal strings, so every "[" after
  * the outer one opens a level: this steps from level to level.
  */
-static Py_ssize_t
-next_bracket(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, int from_end)
+static ALWAYS_INLINE Py_ssize_t
+next_bracket_k(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, int from_end)
 {
     if (from_end) {
         for (i--; i >= 1; i--)
@@ -520,6 +532,14 @@ next_bracket(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, int from_
                 return i;
     }
     return -1;
+}
+
+static Py_ssize_t
+next_bracket(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, int from_end)
+{
+#define NEXT_BRACKET(k) next_bracket_k(k, data, len, i, from_end)
+    return BY_KIND(kind, NEXT_BRACKET);
+#undef NEXT_BRACKET
 }
 
 /*
@@ -707,7 +727,7 @@ is_ws(Py_UCS4 c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-static Py_ssize_t
+static ALWAYS_INLINE Py_ssize_t
 skip_ws(int kind, const void *data, Py_ssize_t len, Py_ssize_t i)
 {
     while (i < len && is_ws(PyUnicode_READ(kind, data, i)))
@@ -736,7 +756,7 @@ static const double exact_pow10[] = {
  * doubles, and one IEEE multiplication or division of exact values is correctly rounded
  * (Clinger). Anything else goes through PyOS_string_to_double, as float() does.
  */
-static Py_ssize_t
+static ALWAYS_INLINE Py_ssize_t
 read_number(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, double *value)
 {
     char buf[LEVEL_NUMBER_MAX + 1];
@@ -841,7 +861,7 @@ read_number(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, double *va
  * The level whose "[" is at ``i``. Returns the index after its "]" and sets *price, *qty,
  * or -1 with *what saying what is wrong.
  */
-static Py_ssize_t
+static ALWAYS_INLINE Py_ssize_t
 text_level(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, double *price,
            double *qty, const char **what)
 {
@@ -883,9 +903,9 @@ level_error(Py_ssize_t at, const char *what)
  * Read ``n`` levels from ``i`` (the "[" of the first), separated by ws "," ws, into a new
  * tuple of (price, qty) tuples; *end is set after the last "]" (then ws). NULL on an error.
  */
-static PyObject *
-text_levels(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, Py_ssize_t n,
-            Py_ssize_t *end)
+static ALWAYS_INLINE PyObject *
+text_levels_k(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, Py_ssize_t n,
+              Py_ssize_t *end)
 {
     PyObject *levels = PyTuple_New(n);
     if (levels == NULL)
@@ -924,11 +944,28 @@ text_levels(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, Py_ssize_t
     return levels;
 }
 
+static PyObject *
+text_levels(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, Py_ssize_t n,
+            Py_ssize_t *end)
+{
+#define TEXT_LEVELS(k) text_levels_k(k, data, len, i, n, end)
+    return BY_KIND(kind, TEXT_LEVELS);
+#undef TEXT_LEVELS
+}
+
 /* Count the levels of an array (the "[" after index 0). */
 static Py_ssize_t
 count_levels(int kind, const void *data, Py_ssize_t len)
 {
     Py_ssize_t n = 0;
+    if (kind == PyUnicode_1BYTE_KIND) {
+        const Py_UCS1 *at = (const Py_UCS1 *)data + 1, *stop = (const Py_UCS1 *)data + len;
+        while (at < stop && (at = memchr(at, '[', (size_t)(stop - at))) != NULL) {
+            n++;
+            at++;
+        }
+        return n;
+    }
     for (Py_ssize_t i = 1; i < len; i++)
         if (PyUnicode_READ(kind, data, i) == '[')
             n++;
@@ -1136,6 +1173,33 @@ cbook_nearest_at_end(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssiz
     return PyBool_FromLong((first_price < last_price) == bids);
 }
 
+/* The walk of BookSide.settle_count over ``keys`` (``n`` signed prices, ascending). */
+static ALWAYS_INLINE Py_ssize_t
+settle_walk(int kind, const void *data, Py_ssize_t len, int from_end, const double *keys,
+            Py_ssize_t n, double sign)
+{
+    Py_ssize_t j = n - 1; /* the highest stored level no level read has matched */
+    Py_ssize_t count = 0;
+    Py_ssize_t i = from_end ? len : 0;
+    while ((i = next_bracket_k(kind, data, len, i, from_end)) >= 0) {
+        count++;
+        double price, qty;
+        const char *what;
+        if (text_level(kind, data, len, i, &price, &qty, &what) < 0)
+            break;
+        double key = sign * price;
+        if (j >= 0 && keys[j] > key) {
+            count--;
+            break;
+        }
+        if (j >= 0 && keys[j] == key)
+            j--;
+        if (qty > 0.0)
+            break;
+    }
+    return count;
+}
+
 /*
  * BookSide.settle_count(text, from_end): how many levels of a raw level array of this side,
  * nearest the touch first (from its end when from_end), must be booked before no further one
@@ -1163,26 +1227,9 @@ BookSide_settle_count(BookSide *self, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t len = PyUnicode_GET_LENGTH(text);
     int kind = PyUnicode_KIND(text);
     const void *data = PyUnicode_DATA(text);
-    const double *keys = self->keys;
-    Py_ssize_t j = self->n - 1; /* the highest stored level no level read has matched */
-    Py_ssize_t count = 0;
-    Py_ssize_t i = from_end ? len : 0;
-    while ((i = next_bracket(kind, data, len, i, from_end)) >= 0) {
-        count++;
-        double price, qty;
-        const char *what;
-        if (text_level(kind, data, len, i, &price, &qty, &what) < 0)
-            break;
-        double key = self->sign * price;
-        if (j >= 0 && keys[j] > key) {
-            count--;
-            break;
-        }
-        if (j >= 0 && keys[j] == key)
-            j--;
-        if (qty > 0.0)
-            break;
-    }
+#define SETTLE_WALK(k) settle_walk(k, data, len, from_end, self->keys, self->n, self->sign)
+    Py_ssize_t count = BY_KIND(kind, SETTLE_WALK);
+#undef SETTLE_WALK
     return PyLong_FromSsize_t(count);
 }
 

@@ -323,6 +323,9 @@ def test_level_qty_refuses_what_is_not_a_level() -> None:
 
 
 # Level arrays: the strict readers (parse_levels, split_levels, nearest_at_end).
+# Characters of random text; the two outside ASCII make strings of 2- and 4-byte kind, which
+# the C readers take on their generic path.
+TEXT_CHARS = '[]",.0123456789e- ' + "\u20ac\U0001f600"
 NUMBERS = ["1", "61800.20", "0.001", "0", "-0", "1e3", "2E-2", "1.5e+2", "10", "9.75",
            "+1", ".5", "5.", "01", "nan", "inf", "-1", "1e400", "\\u0031", "1" * 64, ""]
 WS = ["", "", "", " ", "\n\t"]
@@ -357,6 +360,9 @@ def level_texts(draw: st.DrawFn) -> str:
     if draw(st.booleans()) and text:  # a random character overwritten
         at = draw(st.integers(0, len(text) - 1))
         text = text[:at] + draw(st.sampled_from(list('[]",.0e- '))) + text[at + 1:]
+    if draw(st.integers(0, 5)) == 0:  # a wide character somewhere: not ASCII any more
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(st.sampled_from(["\u20ac", "\U0001f600"])) + text[at:]
     return text
 
 
@@ -371,7 +377,7 @@ def outcome(call: Callable[[], Any]) -> Any:
 
 @needs_c
 @settings(max_examples=1500, deadline=None)
-@given(text=st.one_of(level_texts(), st.text(alphabet='[]",.0123456789e- ', max_size=40)),
+@given(text=st.one_of(level_texts(), st.text(alphabet=TEXT_CHARS, max_size=40)),
        count=st.integers(0, 5), flag=st.booleans())
 def test_level_readers_match_the_reference(text: str, count: int, flag: bool) -> None:
     from bot import _cbook
@@ -551,7 +557,7 @@ def test_settle_count_is_the_fewest_levels_that_make_the_touch_final(
 @settings(max_examples=800, deadline=None)
 @given(sign=st.sampled_from([1.0, -1.0]),
        stored=st.lists(st.tuples(settle_prices, st.sampled_from([1.0, 2.5])), max_size=12),
-       text=st.one_of(level_texts(), st.text(alphabet='[]",.0123456789e- ', max_size=40)),
+       text=st.one_of(level_texts(), st.text(alphabet=TEXT_CHARS, max_size=40)),
        at_end=st.booleans())
 def test_settle_count_matches_the_reference_on_any_text(
     sign: float, stored: list[Level], text: str, at_end: bool
@@ -581,3 +587,29 @@ def test_settle_count_counts_an_unreadable_level_and_stops_there() -> None:
         empty = type(side)(-1.0)
         # An empty side: deletions go on until a level with a quantity.
         assert empty.settle_count('[["100","0"],["101","3"],["102","1"]]', False) == 2
+
+
+@needs_c
+@pytest.mark.parametrize("wide", ["\u20ac", "\U0001f600"])
+def test_wide_strings_read_like_ascii_ones(wide: str) -> None:
+    # The readers take ASCII text on a specialised path: a string holding one wide character
+    # (after the levels read) must read exactly as the ASCII one does.
+    from bot import _cbook
+
+    ascii_text = '[["61800.20","0"], ["61800.10", "0.0"],["61800.00","0"],["61799.9","1"]]'
+    text = ascii_text[:-1] + ',"' + wide + '"]'
+    levels, boundary, rest = _cbook.split_levels(text, 2, False)
+    assert (levels, boundary) == _cbook.split_levels(ascii_text, 2, False)[:2]
+    assert rest == '[["61800.00","0"],["61799.9","1"],"' + wide + '"]'
+    assert _cbook.nth_bracket(text, 3, False) == _cbook.nth_bracket(ascii_text, 3, False)
+    assert _cbook.count_through(text, 61800.0, False, True) == 3
+    side = CBookSide(1.0)
+    side.replace([(61800.2, 1.0), (61800.0, 4.0)])
+    # Deletes the best, a level not stored and the next stored one; the walk ends at 61799.9
+    # (with a quantity): four levels, as the ASCII text and the reference give.
+    assert side.settle_count(text, False) == side.settle_count(ascii_text, False) == 4
+    ref = PyBookSide(1.0)
+    ref.replace([(61800.2, 1.0), (61800.0, 4.0)])
+    assert ref.settle_count(text, False) == 4
+    with pytest.raises(ValueError):
+        _cbook.parse_levels(text)
