@@ -2,8 +2,9 @@
 
 Every price and quantity that leaves the bot goes through ``snap_price`` / ``snap_qty``: bids
 are rounded down and asks up to the venue tick, quantities down to the lot. The results are
-"clean" floats (``round(n * tick, decimals)``), equal to what ``float()`` gives for the venue's
-decimal string, so a snapped price compares equal to the same price parsed from the feed.
+"clean" floats (``round(n * tick, decimals)``, computed by one exact division where that is the
+same double: ``_grid``), equal to what ``float()`` gives for the venue's decimal string, so a
+snapped price compares equal to the same price parsed from the feed.
 
 ``OrderManager.diff`` turns the approved ``QuoteSet`` into the fewest ``CancelOrder`` /
 ``PlaceOrder`` commands. The requote rule is explicit: a live order is kept while it sits at
