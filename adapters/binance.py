@@ -324,15 +324,11 @@ class _DeepLevels:
         asks: tuple[Level, ...] = ()
         try:
             if self._bids and self._bid_max >= bid_floor:
-                count = max(at_least,
-                            count_through(self._bids, bid_floor, self._bids_at_end, True))
-                bids, bid_max, self._bids = split_levels(self._bids, count, self._bids_at_end)
-                self._bid_max = -_INF if bid_max != bid_max else bid_max
+                bids = self._take_bids(max(
+                    at_least, count_through(self._bids, bid_floor, self._bids_at_end, True)))
             if self._asks and self._ask_min <= ask_cap:
-                count = max(at_least,
-                            count_through(self._asks, ask_cap, self._asks_at_end, False))
-                asks, ask_min, self._asks = split_levels(self._asks, count, self._asks_at_end)
-                self._ask_min = _INF if ask_min != ask_min else ask_min
+                asks = self._take_asks(max(
+                    at_least, count_through(self._asks, ask_cap, self._asks_at_end, False)))
         except ValueError as exc:
             raise self._corrupt(exc) from None
         return self._delta(bids, asks), self._bid_max, self._ask_min
@@ -349,18 +345,26 @@ class _DeepLevels:
             if self._bids:
                 count = book.settle_count(Side.BUY, self._bids, self._bids_at_end)
                 if count:
-                    bids, bid_max, self._bids = split_levels(self._bids, count,
-                                                             self._bids_at_end)
-                    self._bid_max = -_INF if bid_max != bid_max else bid_max
+                    bids = self._take_bids(count)
             if self._asks:
                 count = book.settle_count(Side.SELL, self._asks, self._asks_at_end)
                 if count:
-                    asks, ask_min, self._asks = split_levels(self._asks, count,
-                                                             self._asks_at_end)
-                    self._ask_min = _INF if ask_min != ask_min else ask_min
+                    asks = self._take_asks(count)
         except ValueError as exc:
             raise self._corrupt(exc) from None
         return self._delta(bids, asks), self._bid_max, self._ask_min
+
+    def _take_bids(self, count: int) -> tuple[Level, ...]:
+        """Decode the ``count`` nearest deferred bids; keep the rest raw (ValueError if corrupt)."""
+        bids, bid_max, self._bids = split_levels(self._bids, count, self._bids_at_end)
+        self._bid_max = -_INF if bid_max != bid_max else bid_max
+        return bids
+
+    def _take_asks(self, count: int) -> tuple[Level, ...]:
+        """Decode the ``count`` nearest deferred asks; keep the rest raw (ValueError if corrupt)."""
+        asks, ask_min, self._asks = split_levels(self._asks, count, self._asks_at_end)
+        self._ask_min = _INF if ask_min != ask_min else ask_min
+        return asks
 
     def rest(self) -> BookDelta:
         """Decode every level not handed out yet (see ``DeepLevels``)."""

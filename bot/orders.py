@@ -63,6 +63,7 @@ def _decimals(step: float) -> int:
 
 
 def _floor_to(value: float, step: float, decimals: int) -> float:
+    # The rounding form: the reference _floor_on / _ceil_on are tested against.
     return round(math.floor(value / step + _EPS_STEPS) * step, decimals)
 
 

@@ -508,7 +508,7 @@ def _wire(levels: list[Level]) -> str:
     return "[" + ",".join(f'["{p!r}","{q!r}"]' for p, q in levels) + "]"
 
 
-def _brute_settle(stored: list[Level], nearest_first: list[Level], sign: float) -> int:
+def brute_settle_count(stored: list[Level], nearest_first: list[Level], sign: float) -> int:
     """The fewest levels to apply, nearest first, before no other can change the best."""
     def best_after(n: int) -> Level | None:
         book = {sign * p: q for p, q in stored}
@@ -546,7 +546,7 @@ def test_settle_count_is_the_fewest_levels_that_make_the_touch_final(
     # Deferred levels as a venue sends a side: sorted by price, nearest the touch first.
     nearest_first = sorted(deferred, key=lambda level: -sign * level[0])
     text = _wire(nearest_first[::-1] if at_end else nearest_first)
-    want = _brute_settle(stored, nearest_first, sign)
+    want = brute_settle_count(stored, nearest_first, sign)
     sides: list[Any] = [PyBookSide(sign)] + ([CBookSide(sign)] if CBookSide is not None else [])
     for side in sides:
         side.replace(stored)

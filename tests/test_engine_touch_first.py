@@ -21,6 +21,7 @@ from bot.events import (
     SettleCounter,
     Side,
 )
+from tests.test_cbook import brute_settle_count
 from tests.test_engine import RecordingVenue, make_engine, settings_for
 
 S = 1_000_000_000
@@ -48,8 +49,8 @@ class ListDeep:
         if self.corrupt:
             raise DataError("T-USD: corrupt depth level")
         assert isinstance(book, OrderBook)
-        nb = _settle_n(book.depth(Side.BUY, 10**6), self.bids[::-1], 1.0)
-        na = _settle_n(book.depth(Side.SELL, 10**6), self.asks, -1.0)
+        nb = brute_settle_count(book.depth(Side.BUY, 10**6), self.bids[::-1], 1.0)
+        na = brute_settle_count(book.depth(Side.SELL, 10**6), self.asks, -1.0)
         if self.settle_short:
             nb, na = min(nb, 1), min(na, 1)
         bids, self.bids = self.bids[len(self.bids) - nb:], self.bids[:len(self.bids) - nb]
@@ -86,30 +87,6 @@ class ListDeep:
         near = self.near
         rest = self.rest()
         return delta(list(rest.bids + near.bids), list(near.asks + rest.asks))
-
-
-def _settle_n(stored: list[Level], deferred: list[Level], sign: float) -> int:
-    """How many of ``deferred`` (nearest first) to apply before no other can change the best."""
-
-    def best_after(n: int) -> Level | None:
-        levels = dict(stored)
-        for price, qty in deferred[:n]:
-            if qty:
-                levels[price] = qty
-            else:
-                levels.pop(price, None)
-        if not levels:
-            return None
-        price = max(levels, key=lambda p: sign * p)
-        return price, levels[price]
-
-    final = best_after(len(deferred))
-    for n in range(len(deferred) + 1):
-        left = deferred[n:]
-        clear = not left if final is None else all(sign * p < sign * final[0] for p, _ in left)
-        if best_after(n) == final and clear:
-            return n
-    raise AssertionError("unreachable: all levels applied is final")
 
 
 def delta(bids: list[Level], asks: list[Level], ts_s: float = 2.0) -> BookDelta:
