@@ -1249,6 +1249,9 @@ static PyMethodDef cbook_functions[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* bot/_cdecide.c: Maker and OrderDiff, the decision path. */
+int decide_init(PyObject *module);
+
 static struct PyModuleDef cbook_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "bot._cbook",
@@ -1272,6 +1275,10 @@ PyInit__cbook(void)
     Py_INCREF(&BookSideType);
     if (PyModule_AddObject(module, "BookSide", (PyObject *)&BookSideType) < 0) {
         Py_DECREF(&BookSideType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    if (decide_init(module) < 0) {
         Py_DECREF(module);
         return NULL;
     }

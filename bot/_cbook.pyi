@@ -1,6 +1,7 @@
 """Type stub of the compiled book side (bot/_cbook.c); bot.book.PyBookSide is its reference."""
 
 from collections.abc import Sequence
+from typing import Any
 
 class BookSide:
     def __init__(self, sign: float) -> None: ...
@@ -23,3 +24,30 @@ def parse_levels(text: str, /) -> tuple[tuple[float, float], ...]: ...
 def split_levels(text: str, count: int,
                  at_end: bool) -> tuple[tuple[tuple[float, float], ...], float, str]: ...
 def nearest_at_end(text: str, bids: bool) -> bool: ...
+
+class Maker:
+    def __init__(self, cls: type, fields: tuple[str, ...]) -> None: ...
+    @property
+    def cls(self) -> type: ...
+    def __call__(self, *values: object) -> Any: ...
+
+class OrderDiff:
+    def __init__(self, *, order_cls: type, place_cls: type, cancel_cls: type, quote_cls: type,
+                 pending_new: object, pending_cancel: object, buy: object, symbol: str,
+                 prefix: str, post_only: bool, tick: float,
+                 price_grid: tuple[float, int, int, float, int],
+                 qty_grid: tuple[float, int, int, float, int], price_tol: float,
+                 qty_tol: float, min_qty: float, min_notional: float,
+                 max_age_ns: int) -> None: ...
+    def __call__(self, orders: dict[str, Any], bids: tuple[Any, ...], asks: tuple[Any, ...],
+                 best_bid: float, best_ask: float, ts_ns: int,
+                 next_id: int) -> tuple[list[Any], int] | None: ...
+
+class GateCheck:
+    def __init__(self, *, ctx_cls: type, quote_cls: type, buy: object, sell: object,
+                 max_inventory: float, min_half_spread_ticks: float,
+                 min_half_spread_bps: float, enforce_touch: bool, price_band_bps: float,
+                 max_order_qty: float, max_order_notional: float,
+                 max_book_age_ns: int) -> None: ...
+    def __call__(self, bids: tuple[Any, ...], asks: tuple[Any, ...], ctx: Any,
+                 reducing: bool) -> bool: ...

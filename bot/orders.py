@@ -19,8 +19,8 @@ cancels are asynchronous and the order may fill before the venue processes the c
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from enum import Enum
 from functools import lru_cache
 from types import MappingProxyType
@@ -36,9 +36,11 @@ from bot.events import (
     OrderFilled,
     OrderRejected,
     PlaceOrder,
+    Quote,
     QuoteSet,
     Side,
 )
+from bot.native import cbook
 
 _EPS_STEPS = 1e-9
 """Tolerance, in ticks or lots, that absorbs float noise (100.30000000000001 is 1003 ticks)."""
@@ -252,6 +254,38 @@ class OrderManagerConfig:
 _Target = tuple[Side, int, float, float]
 """A desired order after snapping and filtering: ``(side, level, price, qty)``."""
 
+_DiffKernel = Callable[[dict[str, ManagedOrder], tuple[Quote, ...], tuple[Quote, ...], float,
+                        float, int, int], "tuple[list[Command], int] | None"]
+
+_KERNEL_FIELDS = {
+    ManagedOrder: ("client_order_id", "side", "price", "qty", "filled_qty", "state", "level",
+                   "sent_ts_ns"),
+    PlaceOrder: ("ts_ns", "client_order_id", "symbol", "side", "price", "qty", "post_only",
+                 "level"),
+    CancelOrder: ("ts_ns", "client_order_id", "symbol"),
+    Quote: ("side", "price", "qty", "level"),
+}
+"""The fields ``bot._cbook.OrderDiff`` reads and fills, by name; it is used only while the
+classes have exactly these."""
+
+
+def _diff_kernel(config: OrderManagerConfig, price_grid: _Grid, qty_grid: _Grid,
+                 price_tolerance: float, qty_tolerance: float, min_qty: float,
+                 min_notional: float) -> _DiffKernel | None:
+    """Return the compiled ``OrderManager.diff`` for ``config``, or None (no C extension)."""
+    if cbook is None or not isinstance(config.max_order_age_ns, int) or any(
+        tuple(f.name for f in fields(cls)) != names for cls, names in _KERNEL_FIELDS.items()
+    ):
+        return None
+    kernel: _DiffKernel = cbook.OrderDiff(
+        order_cls=ManagedOrder, place_cls=PlaceOrder, cancel_cls=CancelOrder, quote_cls=Quote,
+        pending_new=OrderState.PENDING_NEW, pending_cancel=OrderState.PENDING_CANCEL,
+        buy=Side.BUY, symbol=config.symbol, prefix=config.client_id_prefix,
+        post_only=config.post_only, tick=config.tick_size, price_grid=price_grid,
+        qty_grid=qty_grid, price_tol=price_tolerance, qty_tol=qty_tolerance, min_qty=min_qty,
+        min_notional=min_notional, max_age_ns=min(config.max_order_age_ns, 2**63 - 1))
+    return kernel
+
 
 class OrderManager:
     """Track our live orders and diff desired quotes against them.
@@ -263,6 +297,7 @@ class OrderManager:
     """
 
     __slots__ = (
+        "_kernel",
         "_min_notional",
         "_min_qty",
         "_next_id",
@@ -293,6 +328,9 @@ class OrderManager:
         self._min_notional = config.min_notional * (1.0 - _EPS_STEPS)
         self.placed = 0
         self.cancels_sent = 0
+        self._kernel = _diff_kernel(config, self._price_grid, self._qty_grid,
+                                    self._price_tolerance, self._qty_tolerance, self._min_qty,
+                                    self._min_notional)
 
     # ----------------------------------------------------------------------------------------
     # Queries
@@ -357,6 +395,23 @@ class OrderManager:
             All ``CancelOrder`` commands first, then the ``PlaceOrder`` commands (bids, then
             asks, in quote order), so our own sequencing never doubles the exposure.
         """
+        kernel = self._kernel
+        if kernel is not None:
+            # The compiled diff (bot/_cdecide.c); None when an input is not its plain case.
+            done = kernel(self._orders, desired.bids, desired.asks, best_bid, best_ask, ts_ns,
+                          self._next_id)
+            if done is not None:
+                commands, placed = done
+                self._next_id += placed
+                self.placed += placed
+                self.cancels_sent += len(commands) - placed
+                return commands
+        return self._py_diff(desired, best_bid, best_ask, ts_ns)
+
+    def _py_diff(
+        self, desired: QuoteSet, best_bid: float, best_ask: float, ts_ns: int
+    ) -> list[Command]:
+        """``diff`` in Python: the reference of the compiled kernel, and its fallback."""
         config = self.config
         tick = config.tick_size
         grid = self._price_grid

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bot.events import (
@@ -44,6 +44,7 @@ from bot.events import (
     RiskState,
     RiskStateChanged,
     Side,
+    cbook,
     fast_init,
 )
 
@@ -174,10 +175,23 @@ class RiskGate:
         limits: The limits to enforce.
     """
 
-    __slots__ = ("_halt_reason", "_limits", "_peak_pnl", "_recent_places_ns", "_state")
+    __slots__ = ("_halt_reason", "_kernel", "_limits", "_peak_pnl", "_recent_places_ns", "_state")
 
     def __init__(self, limits: RiskLimits) -> None:
         self._limits = limits
+        # The compiled test that a check has nothing to do (bot/_cdecide.c), or None.
+        self._kernel: Callable[[tuple[Quote, ...], tuple[Quote, ...], RiskContext, bool],
+                               bool] | None = None
+        if cbook is not None:
+            self._kernel = cbook.GateCheck(
+                ctx_cls=RiskContext, quote_cls=Quote, buy=Side.BUY, sell=Side.SELL,
+                max_inventory=limits.max_inventory,
+                min_half_spread_ticks=limits.min_half_spread_ticks,
+                min_half_spread_bps=limits.min_half_spread_bps,
+                enforce_touch=limits.enforce_touch, price_band_bps=limits.price_band_bps,
+                max_order_qty=limits.max_order_qty,
+                max_order_notional=limits.max_order_notional,
+                max_book_age_ns=min(limits.max_book_age_ns, 2**63 - 1))
         self._state = RiskState.ACTIVE
         self._peak_pnl: float | None = None
         self._halt_reason: HaltReason | None = None
@@ -223,8 +237,15 @@ class RiskGate:
             The approved quotes (keeping the desired set's ``reservation_price`` and
             ``half_spread``), the state after the check, the denials and state changes.
         """
-        if self._state is RiskState.HALTED:
+        state = self._state
+        if state is RiskState.HALTED:
             return RiskDecision(_empty_like(desired), RiskState.HALTED, cancel_all=True)
+        kernel = self._kernel
+        if (kernel is not None and type(desired) is QuoteSet
+                and kernel(desired.bids, desired.asks, ctx, state is RiskState.REDUCING)):
+            # Nothing to drop, move or trim, nothing to deny and no change of state: the
+            # rules below would approve the desired quotes as they are.
+            return RiskDecision(desired, state)
         changes = self._update_inventory_state(ctx)
         denials: list[RiskDenied] = []
         problem = self._market_problem(ctx)

@@ -1,0 +1,800 @@
+/*
+ * The decision path in C, part of bot._cbook (the module's init calls decide_init).
+ *
+ * Maker: builds an instance of a slotted dataclass from positional values by storing them in
+ * its slots, as bot.frozen.fast_init's __init__ does through each slot's descriptor, without
+ * a Python frame. bot.frozen.maker() offers it only for classes whose __init__ does nothing
+ * else (no __post_init__); for those, Maker(cls, names)(*values) equals cls(*values).
+ *
+ * OrderDiff: bot.orders.OrderManager.diff on the manager's own dict of live orders. It plans
+ * first (snap and filter the desired quotes, match the live orders) and touches nothing until
+ * the plan is complete; whenever an input is not the plain case it was written for (a value
+ * that is not a float, a snap outside the exact one-division range, more quotes than it holds,
+ * an object of an unexpected class) it returns None and the manager runs the Python reference,
+ * OrderManager._py_diff. tests/test_orders_kernel.py checks the two against each other.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <math.h>
+#include <stdint.h>
+
+#define MAX_FIELDS 16
+
+/* ------------------------------------------------------------------ slots */
+
+/* The slot offset of field ``name`` of ``cls`` (a writable object slot), or -1 with an error. */
+static Py_ssize_t
+slot_offset(PyTypeObject *cls, const char *name)
+{
+    PyObject *descr = PyObject_GetAttrString((PyObject *)cls, name);
+    if (descr == NULL)
+        return -1;
+    Py_ssize_t offset = -1;
+    if (Py_IS_TYPE(descr, &PyMemberDescr_Type)
+            && PyType_IsSubtype(cls, ((PyMemberDescrObject *)descr)->d_common.d_type)) {
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type == T_OBJECT_EX && !(member->flags & READONLY))
+            offset = member->offset;
+    }
+    Py_DECREF(descr);
+    if (offset < 0)
+        PyErr_Format(PyExc_TypeError, "%s.%s is not a writable object slot", cls->tp_name, name);
+    return offset;
+}
+
+/* Whether instances of ``cls`` can be made by tp_alloc and filling slots (object.__new__). */
+static int
+check_plain_class(PyObject *cls)
+{
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "expected a class");
+        return -1;
+    }
+    PyTypeObject *type = (PyTypeObject *)cls;
+    if (type->tp_new != PyBaseObject_Type.tp_new || type->tp_alloc != PyType_GenericAlloc) {
+        PyErr_Format(PyExc_TypeError, "%s has its own __new__ or allocator", type->tp_name);
+        return -1;
+    }
+    return 0;
+}
+
+#define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
+
+/* A new instance of ``cls`` with ``values[i]`` in the slot at ``offsets[i]``. */
+static PyObject *
+build(PyTypeObject *cls, const Py_ssize_t *offsets, Py_ssize_t n, PyObject *const *values)
+{
+    PyObject *obj = cls->tp_alloc(cls, 0);
+    if (obj == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_INCREF(values[i]);
+        SLOT(obj, offsets[i]) = values[i];
+    }
+    return obj;
+}
+
+/* Replace the value in a slot (holding a reference or NULL) with ``value``. */
+static inline void
+set_slot(PyObject *obj, Py_ssize_t offset, PyObject *value)
+{
+    PyObject *old = SLOT(obj, offset);
+    Py_INCREF(value);
+    SLOT(obj, offset) = value;
+    Py_XDECREF(old);
+}
+
+/* Resolve ``n`` field names into slot offsets of ``cls``. */
+static int
+offsets_of(PyTypeObject *cls, const char *const *names, Py_ssize_t n, Py_ssize_t *offsets)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if ((offsets[i] = slot_offset(cls, names[i])) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ Maker */
+
+typedef struct {
+    PyObject_HEAD
+    PyTypeObject *cls;
+    Py_ssize_t n;
+    Py_ssize_t offsets[MAX_FIELDS];
+    vectorcallfunc vectorcall;
+} Maker;
+
+static PyObject *
+Maker_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Maker *self = (Maker *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
+        PyErr_Format(PyExc_TypeError, "making %s takes no keyword arguments", self->cls->tp_name);
+        return NULL;
+    }
+    if (nargs != self->n) {
+        PyErr_Format(PyExc_TypeError, "making %s takes %zd arguments (%zd given)",
+                     self->cls->tp_name, self->n, nargs);
+        return NULL;
+    }
+    return build(self->cls, self->offsets, self->n, args);
+}
+
+static PyObject *
+Maker_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"cls", "fields", NULL};
+    PyObject *cls, *fields;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!", kwlist, &cls, &PyTuple_Type, &fields))
+        return NULL;
+    if (check_plain_class(cls) < 0)
+        return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(fields);
+    if (n > MAX_FIELDS) {
+        PyErr_Format(PyExc_ValueError, "at most %d fields", MAX_FIELDS);
+        return NULL;
+    }
+    Maker *self = (Maker *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name = PyTuple_GET_ITEM(fields, i);
+        const char *text = PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
+        if (text == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "field names must be str");
+            Py_DECREF(self);
+            return NULL;
+        }
+        if ((self->offsets[i] = slot_offset((PyTypeObject *)cls, text)) < 0) {
+            Py_DECREF(self);
+            return NULL;
+        }
+    }
+    Py_INCREF(cls);
+    self->cls = (PyTypeObject *)cls;
+    self->n = n;
+    self->vectorcall = Maker_vectorcall;
+    return (PyObject *)self;
+}
+
+static void
+Maker_dealloc(Maker *self)
+{
+    Py_XDECREF(self->cls);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+Maker_get_cls(Maker *self, void *closure)
+{
+    Py_INCREF(self->cls);
+    return (PyObject *)self->cls;
+}
+
+static PyGetSetDef Maker_getset[] = {
+    {"cls", (getter)Maker_get_cls, NULL, "The class this makes.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject MakerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "bot._cbook.Maker",
+    .tp_basicsize = sizeof(Maker),
+    .tp_dealloc = (destructor)Maker_dealloc,
+    .tp_vectorcall_offset = offsetof(Maker, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "Maker(cls, fields): call with one value per field to make an instance of cls.",
+    .tp_getset = Maker_getset,
+    .tp_new = Maker_new,
+};
+
+/* ------------------------------------------------------------------ snapping */
+
+/* A step prepared as bot.orders._grid: n steps is (n * m) / scale while |n| < limit. */
+typedef struct {
+    double step;
+    double scale;
+    int64_t m;
+    int64_t limit;
+} Grid;
+
+#define EPS_STEPS 1e-9
+
+/* bot.orders._floor_on / _ceil_on; 0 when the value is outside the exact one-division form
+ * (the caller falls back to Python, which rounds or raises as the reference does). */
+static inline int
+snap_on(double value, const Grid *grid, int up, double *out)
+{
+    double n = up ? ceil(value / grid->step - EPS_STEPS) : floor(value / grid->step + EPS_STEPS);
+    double limit = (double)grid->limit;
+    if (!(-limit < n && n < limit))
+        return 0;
+    *out = (double)((int64_t)n * grid->m) / grid->scale;
+    return 1;
+}
+
+static int
+parse_grid(PyObject *spec, Grid *grid)
+{
+    /* (step, decimals, m, scale, limit), as bot.orders._grid returns it */
+    double step, scale;
+    int decimals;
+    long long m, limit;
+    if (!PyArg_ParseTuple(spec, "diLdL", &step, &decimals, &m, &scale, &limit))
+        return -1;
+    grid->step = step;
+    grid->scale = scale;
+    grid->m = m;
+    grid->limit = limit;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ OrderDiff */
+
+/* Field names, in the order of the offsets arrays below (and of the makers' values). */
+static const char *const ORDER_FIELDS[] = {
+    "client_order_id", "side", "price", "qty", "filled_qty", "state", "level", "sent_ts_ns"};
+enum { O_ID, O_SIDE, O_PRICE, O_QTY, O_FILLED, O_STATE, O_LEVEL, O_SENT, O_N };
+static const char *const QUOTE_FIELDS[] = {"side", "price", "qty", "level"};
+enum { Q_SIDE, Q_PRICE, Q_QTY, Q_LEVEL, Q_N };
+static const char *const PLACE_FIELDS[] = {
+    "ts_ns", "client_order_id", "symbol", "side", "price", "qty", "post_only", "level"};
+enum { P_N = 8 };
+static const char *const CANCEL_FIELDS[] = {"ts_ns", "client_order_id", "symbol"};
+enum { C_N = 3 };
+
+#define MAX_TARGETS 32
+#define MAX_CANCELS 64
+
+typedef struct {
+    PyObject_HEAD
+    PyTypeObject *order_cls, *place_cls, *cancel_cls, *quote_cls;
+    Py_ssize_t order_off[O_N], quote_off[Q_N], place_off[P_N], cancel_off[C_N];
+    PyObject *pending_new, *pending_cancel, *buy;
+    PyObject *symbol, *prefix, *post_only;
+    int post_only_flag;
+    double tick, price_tol, qty_tol, min_qty, min_notional;
+    int64_t max_age_ns;
+    Grid price_grid, qty_grid;
+    vectorcallfunc vectorcall;
+} OrderDiff;
+
+static PyObject *OrderDiff_vectorcall(PyObject *, PyObject *const *, size_t, PyObject *);
+
+static PyObject *
+OrderDiff_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {
+        "order_cls", "place_cls", "cancel_cls", "quote_cls", "pending_new", "pending_cancel",
+        "buy", "symbol", "prefix", "post_only", "tick", "price_grid", "qty_grid", "price_tol",
+        "qty_tol", "min_qty", "min_notional", "max_age_ns", NULL};
+    PyObject *order_cls, *place_cls, *cancel_cls, *quote_cls, *pending_new, *pending_cancel;
+    PyObject *buy, *symbol, *prefix, *post_only, *price_grid, *qty_grid;
+    double tick, price_tol, qty_tol, min_qty, min_notional;
+    long long max_age_ns;
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwds, "OOOOOOOUUO!dO!O!ddddL", kwlist, &order_cls, &place_cls, &cancel_cls,
+            &quote_cls, &pending_new, &pending_cancel, &buy, &symbol, &prefix, &PyBool_Type,
+            &post_only, &tick, &PyTuple_Type, &price_grid, &PyTuple_Type, &qty_grid,
+            &price_tol, &qty_tol, &min_qty, &min_notional, &max_age_ns))
+        return NULL;
+    if (check_plain_class(order_cls) < 0 || check_plain_class(place_cls) < 0
+            || check_plain_class(cancel_cls) < 0 || !PyType_Check(quote_cls)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "quote_cls must be a class");
+        return NULL;
+    }
+    OrderDiff *self = (OrderDiff *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+#define KEEP(field, value) (Py_INCREF(value), self->field = (value))
+    KEEP(order_cls, (PyTypeObject *)order_cls);
+    KEEP(place_cls, (PyTypeObject *)place_cls);
+    KEEP(cancel_cls, (PyTypeObject *)cancel_cls);
+    KEEP(quote_cls, (PyTypeObject *)quote_cls);
+    KEEP(pending_new, pending_new);
+    KEEP(pending_cancel, pending_cancel);
+    KEEP(buy, buy);
+    KEEP(symbol, symbol);
+    KEEP(prefix, prefix);
+    KEEP(post_only, post_only);
+#undef KEEP
+    self->post_only_flag = post_only == Py_True;
+    self->tick = tick;
+    self->price_tol = price_tol;
+    self->qty_tol = qty_tol;
+    self->min_qty = min_qty;
+    self->min_notional = min_notional;
+    self->max_age_ns = max_age_ns;
+    if (offsets_of(self->order_cls, ORDER_FIELDS, O_N, self->order_off) < 0
+            || offsets_of(self->quote_cls, QUOTE_FIELDS, Q_N, self->quote_off) < 0
+            || offsets_of(self->place_cls, PLACE_FIELDS, P_N, self->place_off) < 0
+            || offsets_of(self->cancel_cls, CANCEL_FIELDS, C_N, self->cancel_off) < 0
+            || parse_grid(price_grid, &self->price_grid) < 0
+            || parse_grid(qty_grid, &self->qty_grid) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->vectorcall = OrderDiff_vectorcall;
+    return (PyObject *)self;
+}
+
+static void
+OrderDiff_dealloc(OrderDiff *self)
+{
+    Py_XDECREF(self->order_cls);
+    Py_XDECREF(self->place_cls);
+    Py_XDECREF(self->cancel_cls);
+    Py_XDECREF(self->quote_cls);
+    Py_XDECREF(self->pending_new);
+    Py_XDECREF(self->pending_cancel);
+    Py_XDECREF(self->buy);
+    Py_XDECREF(self->symbol);
+    Py_XDECREF(self->prefix);
+    Py_XDECREF(self->post_only);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+typedef struct {
+    PyObject *side;   /* borrowed from the quote */
+    PyObject *level;  /* borrowed from the quote */
+    double price, qty;
+    int claimed;
+} Target;
+
+/* A float field of a slotted object, or 0 when it is missing or not exactly a float. */
+static inline int
+float_slot(PyObject *obj, Py_ssize_t offset, double *out)
+{
+    PyObject *value = SLOT(obj, offset);
+    if (value == NULL || !PyFloat_CheckExact(value))
+        return 0;
+    *out = PyFloat_AS_DOUBLE(value);
+    return 1;
+}
+
+/* Snap, clamp and filter one ladder into ``targets`` (OrderManager._add_targets); 0 to fall
+ * back. */
+static int
+add_targets(OrderDiff *self, PyObject *quotes, double bid_cap, double ask_floor,
+            Target *targets, Py_ssize_t *count)
+{
+    if (!PyTuple_CheckExact(quotes))
+        return 0;
+    Py_ssize_t n = PyTuple_GET_SIZE(quotes);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *quote = PyTuple_GET_ITEM(quotes, i);
+        if (Py_TYPE(quote) != self->quote_cls)
+            return 0;
+        double price, qty;
+        PyObject *side = SLOT(quote, self->quote_off[Q_SIDE]);
+        PyObject *level = SLOT(quote, self->quote_off[Q_LEVEL]);
+        if (side == NULL || level == NULL || !float_slot(quote, self->quote_off[Q_PRICE], &price)
+                || !float_slot(quote, self->quote_off[Q_QTY], &qty))
+            return 0;
+        if (!(0.0 < price && price < INFINITY && 0.0 < qty && qty < INFINITY))
+            continue;
+        double snapped;
+        if (side == self->buy) {
+            if (!snap_on(price, &self->price_grid, 0, &snapped))
+                return 0;
+            price = bid_cap < snapped ? bid_cap : snapped;  /* min(snapped, bid_cap) */
+        }
+        else {
+            if (!snap_on(price, &self->price_grid, 1, &snapped))
+                return 0;
+            price = ask_floor > snapped ? ask_floor : snapped;  /* max(snapped, ask_floor) */
+        }
+        if (!snap_on(qty, &self->qty_grid, 0, &qty))
+            return 0;
+        if (price <= 0.0 || qty <= 0.0 || qty < self->min_qty || price * qty < self->min_notional)
+            continue;
+        if (*count >= MAX_TARGETS)
+            return 0;
+        Target *t = &targets[(*count)++];
+        t->side = side;
+        t->level = level;
+        t->price = price;
+        t->qty = qty;
+        t->claimed = 0;
+    }
+    return 1;
+}
+
+static PyObject *
+make_cancel(OrderDiff *self, PyObject *ts, PyObject *order)
+{
+    PyObject *values[C_N] = {ts, SLOT(order, self->order_off[O_ID]), self->symbol};
+    return build(self->cancel_cls, self->cancel_off, C_N, values);
+}
+
+/* Place one target: a new live order in ``orders`` and the PlaceOrder command. */
+static PyObject *
+make_place(OrderDiff *self, PyObject *orders, const Target *t, PyObject *ts, long long id)
+{
+    PyObject *cid = PyUnicode_FromFormat("%U%lld", self->prefix, id);
+    PyObject *price = PyFloat_FromDouble(t->price);
+    PyObject *qty = PyFloat_FromDouble(t->qty);
+    PyObject *zero = PyFloat_FromDouble(0.0);
+    PyObject *command = NULL;
+    if (cid != NULL && price != NULL && qty != NULL && zero != NULL) {
+        PyObject *order_values[O_N] = {cid, t->side, price, qty, zero, self->pending_new,
+                                       t->level, ts};
+        PyObject *order = build(self->order_cls, self->order_off, O_N, order_values);
+        if (order != NULL) {
+            int failed = PyDict_SetItem(orders, cid, order);
+            Py_DECREF(order);
+            if (!failed) {
+                PyObject *values[P_N] = {ts, cid, self->symbol, t->side, price, qty,
+                                         self->post_only, t->level};
+                command = build(self->place_cls, self->place_off, P_N, values);
+            }
+        }
+    }
+    Py_XDECREF(cid);
+    Py_XDECREF(price);
+    Py_XDECREF(qty);
+    Py_XDECREF(zero);
+    return command;
+}
+
+/* diff(orders, bids, asks, best_bid, best_ask, ts_ns, next_id) -> (commands, placed) | None */
+static PyObject *
+OrderDiff_call(OrderDiff *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "diff takes 7 arguments");
+        return NULL;
+    }
+    PyObject *orders = args[0], *bids = args[1], *asks = args[2], *ts = args[5];
+    if (!PyDict_CheckExact(orders) || !PyFloat_CheckExact(args[3])
+            || !PyFloat_CheckExact(args[4]) || !PyLong_CheckExact(ts)
+            || !PyLong_CheckExact(args[6]))
+        Py_RETURN_NONE;
+    int overflow = 0;
+    long long ts_ns = PyLong_AsLongLongAndOverflow(ts, &overflow);
+    if (overflow)
+        Py_RETURN_NONE;
+    long long next_id = PyLong_AsLongLongAndOverflow(args[6], &overflow);
+    if (overflow || next_id < 0 || next_id > (1LL << 60))
+        Py_RETURN_NONE;
+    double best_bid = PyFloat_AS_DOUBLE(args[3]), best_ask = PyFloat_AS_DOUBLE(args[4]);
+
+    double bid_cap = INFINITY, ask_floor = -INFINITY;
+    if (self->post_only_flag) {
+        if (isfinite(best_ask) && !snap_on(best_ask - self->tick, &self->price_grid, 0, &bid_cap))
+            Py_RETURN_NONE;
+        if (isfinite(best_bid) && !snap_on(best_bid + self->tick, &self->price_grid, 1, &ask_floor))
+            Py_RETURN_NONE;
+    }
+    Target targets[MAX_TARGETS];
+    Py_ssize_t n_targets = 0;
+    if (!add_targets(self, bids, bid_cap, ask_floor, targets, &n_targets)
+            || !add_targets(self, asks, bid_cap, ask_floor, targets, &n_targets))
+        Py_RETURN_NONE;
+
+    /* Plan: which live orders stay (claiming a target), which are cancelled. */
+    PyObject *cancels[MAX_CANCELS];
+    Py_ssize_t n_cancels = 0, pos = 0;
+    PyObject *key, *order;
+    const Py_ssize_t *off = self->order_off;
+    while (PyDict_Next(orders, &pos, &key, &order)) {
+        if (Py_TYPE(order) != self->order_cls)
+            Py_RETURN_NONE;
+        PyObject *state = SLOT(order, off[O_STATE]);
+        if (state == self->pending_cancel)
+            continue;
+        PyObject *side = SLOT(order, off[O_SIDE]), *level = SLOT(order, off[O_LEVEL]);
+        PyObject *sent = SLOT(order, off[O_SENT]);
+        double price, qty, filled;
+        if (state == NULL || side == NULL || level == NULL || sent == NULL
+                || SLOT(order, off[O_ID]) == NULL || !PyLong_CheckExact(sent)
+                || !float_slot(order, off[O_PRICE], &price) || !float_slot(order, off[O_QTY], &qty)
+                || !float_slot(order, off[O_FILLED], &filled))
+            Py_RETURN_NONE;
+        Py_ssize_t match = -1;
+        for (Py_ssize_t i = 0; i < n_targets; i++) {
+            Target *t = &targets[i];
+            if (t->claimed || t->side != side)
+                continue;
+            int differs = PyObject_RichCompareBool(t->level, level, Py_NE);
+            if (differs < 0)
+                return NULL;
+            if (differs)
+                continue;
+            /* OrderManager._match: the first free target of the order's side and level */
+            int price_ok = fabs(price - t->price) <= self->price_tol;
+            int qty_ok = fabs(qty - t->qty) <= self->qty_tol
+                         || fabs((qty - filled) - t->qty) <= self->qty_tol;
+            int fresh = 1;
+            if (self->max_age_ns != 0) {
+                long long sent_ns = PyLong_AsLongLongAndOverflow(sent, &overflow), age;
+                if (overflow || __builtin_sub_overflow(ts_ns, sent_ns, &age))
+                    Py_RETURN_NONE;
+                fresh = age <= self->max_age_ns;
+            }
+            if (price_ok && qty_ok && fresh)
+                match = i;
+            break;
+        }
+        if (match >= 0) {
+            targets[match].claimed = 1;
+        }
+        else {
+            if (n_cancels >= MAX_CANCELS)
+                Py_RETURN_NONE;
+            cancels[n_cancels++] = order;
+        }
+    }
+
+    /* Act: cancels first, then the places, as the reference orders its commands. */
+    PyObject *commands = PyList_New(0);
+    if (commands == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n_cancels; i++) {
+        set_slot(cancels[i], off[O_STATE], self->pending_cancel);
+        PyObject *command = make_cancel(self, ts, cancels[i]);
+        if (command == NULL || PyList_Append(commands, command) < 0) {
+            Py_XDECREF(command);
+            Py_DECREF(commands);
+            return NULL;
+        }
+        Py_DECREF(command);
+    }
+    Py_ssize_t placed = 0;
+    for (Py_ssize_t i = 0; i < n_targets; i++) {
+        if (targets[i].claimed)
+            continue;
+        PyObject *command = make_place(self, orders, &targets[i], ts, next_id + placed);
+        if (command == NULL || PyList_Append(commands, command) < 0) {
+            Py_XDECREF(command);
+            Py_DECREF(commands);
+            return NULL;
+        }
+        Py_DECREF(command);
+        placed++;
+    }
+    return Py_BuildValue("(Nn)", commands, placed);
+}
+
+static PyObject *
+OrderDiff_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
+        PyErr_SetString(PyExc_TypeError, "diff takes no keyword arguments");
+        return NULL;
+    }
+    return OrderDiff_call((OrderDiff *)callable, args, PyVectorcall_NARGS(nargsf));
+}
+
+static PyTypeObject OrderDiffType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "bot._cbook.OrderDiff",
+    .tp_basicsize = sizeof(OrderDiff),
+    .tp_dealloc = (destructor)OrderDiff_dealloc,
+    .tp_vectorcall_offset = offsetof(OrderDiff, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "OrderDiff(**config)(orders, bids, asks, best_bid, best_ask, ts_ns, next_id): "
+              "OrderManager.diff in C; (commands, places) or None for the Python reference.",
+    .tp_new = OrderDiff_new,
+};
+
+/* ------------------------------------------------------------------ GateCheck */
+
+/*
+ * risk.gate.RiskGate.check's plain case: whether the desired quotes pass every rule as they
+ * are. True means the gate would drop, move and trim nothing, deny nothing and change no state
+ * (the approved quotes are the desired ones); False means the Python check must run (it may
+ * also pass them: anything unusual goes there). The caller has already handled HALTED.
+ */
+
+static const char *const CTX_FIELDS[] = {
+    "ts_ns", "mid", "best_bid", "best_ask", "tick_size", "book_valid", "last_book_ts_ns",
+    "position"};
+enum { X_TS, X_MID, X_BID, X_ASK, X_TICK, X_VALID, X_LAST, X_POS, X_N };
+
+typedef struct {
+    PyObject_HEAD
+    PyTypeObject *ctx_cls, *quote_cls;
+    Py_ssize_t ctx_off[X_N], quote_off[Q_N];
+    PyObject *buy, *sell;
+    double cap, floor_ticks, floor_bps, band_bps, max_qty, max_notional;
+    int enforce_touch;
+    int64_t max_age_ns;
+    vectorcallfunc vectorcall;
+} GateCheck;
+
+static PyObject *GateCheck_vectorcall(PyObject *, PyObject *const *, size_t, PyObject *);
+
+static PyObject *
+GateCheck_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {
+        "ctx_cls", "quote_cls", "buy", "sell", "max_inventory", "min_half_spread_ticks",
+        "min_half_spread_bps", "enforce_touch", "price_band_bps", "max_order_qty",
+        "max_order_notional", "max_book_age_ns", NULL};
+    PyObject *ctx_cls, *quote_cls, *buy, *sell;
+    double cap, floor_ticks, floor_bps, band_bps, max_qty, max_notional;
+    int enforce_touch;
+    long long max_age_ns;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!OOdddpdddL", kwlist, &PyType_Type,
+                                     &ctx_cls, &PyType_Type, &quote_cls, &buy, &sell, &cap,
+                                     &floor_ticks, &floor_bps, &enforce_touch, &band_bps,
+                                     &max_qty, &max_notional, &max_age_ns))
+        return NULL;
+    GateCheck *self = (GateCheck *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    Py_INCREF(ctx_cls);
+    self->ctx_cls = (PyTypeObject *)ctx_cls;
+    Py_INCREF(quote_cls);
+    self->quote_cls = (PyTypeObject *)quote_cls;
+    Py_INCREF(buy);
+    self->buy = buy;
+    Py_INCREF(sell);
+    self->sell = sell;
+    self->cap = cap;
+    self->floor_ticks = floor_ticks;
+    self->floor_bps = floor_bps;
+    self->enforce_touch = enforce_touch;
+    self->band_bps = band_bps;
+    self->max_qty = max_qty;
+    self->max_notional = max_notional;
+    self->max_age_ns = max_age_ns;
+    self->vectorcall = GateCheck_vectorcall;
+    if (offsets_of(self->ctx_cls, CTX_FIELDS, X_N, self->ctx_off) < 0
+            || offsets_of(self->quote_cls, QUOTE_FIELDS, Q_N, self->quote_off) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+GateCheck_dealloc(GateCheck *self)
+{
+    Py_XDECREF(self->ctx_cls);
+    Py_XDECREF(self->quote_cls);
+    Py_XDECREF(self->buy);
+    Py_XDECREF(self->sell);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+typedef struct {
+    double mid, bid, ask, tick, position, floor;
+} GateInputs;
+
+/* Whether one ladder passes RiskGate._approve_side untouched (RiskGate._shape returns each
+ * quote as it is and RiskGate._fit_to_cap keeps them all). */
+static int
+side_passes(GateCheck *self, PyObject *quotes, int buy, const GateInputs *in)
+{
+    if (!PyTuple_CheckExact(quotes))
+        return 0;
+    Py_ssize_t n = PyTuple_GET_SIZE(quotes);
+    if (n == 0)
+        return 1;
+    double exposure = buy ? in->position : -in->position;
+    if (exposure >= self->cap)
+        return 0;
+    PyObject *side_obj = buy ? self->buy : self->sell;
+    double total = 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *quote = PyTuple_GET_ITEM(quotes, i);
+        double price, qty;
+        if (Py_TYPE(quote) != self->quote_cls || SLOT(quote, self->quote_off[Q_SIDE]) != side_obj
+                || !float_slot(quote, self->quote_off[Q_PRICE], &price)
+                || !float_slot(quote, self->quote_off[Q_QTY], &qty))
+            return 0;
+        if (!(0.0 < price && price < INFINITY && 0.0 < qty && qty < INFINITY))
+            return 0;
+        if (in->floor > 0.0) {
+            if (buy ? price > in->mid - in->floor : price < in->mid + in->floor)
+                return 0;
+        }
+        if (self->enforce_touch && (buy ? price >= in->ask : price <= in->bid))
+            return 0;
+        if (self->band_bps < INFINITY && fabs(price - in->mid) / in->mid * 1e4 > self->band_bps)
+            return 0;
+        if (qty > self->max_qty || price * qty > self->max_notional)
+            return 0;
+        if (!(exposure + (total + qty) <= self->cap))
+            return 0;
+        total += qty;
+    }
+    return 1;
+}
+
+/* check(bids, asks, ctx, reducing) -> bool */
+static PyObject *
+GateCheck_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    GateCheck *self = (GateCheck *)callable;
+    if (PyVectorcall_NARGS(nargsf) != 4 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0)) {
+        PyErr_SetString(PyExc_TypeError, "check takes 4 positional arguments");
+        return NULL;
+    }
+    PyObject *ctx = args[2];
+    if (Py_TYPE(ctx) != self->ctx_cls)
+        Py_RETURN_FALSE;
+    const Py_ssize_t *off = self->ctx_off;
+    GateInputs in;
+    PyObject *valid = SLOT(ctx, off[X_VALID]), *ts = SLOT(ctx, off[X_TS]);
+    PyObject *last = SLOT(ctx, off[X_LAST]);
+    if (valid != Py_True || ts == NULL || last == NULL || !PyLong_CheckExact(ts)
+            || !PyLong_CheckExact(last) || !float_slot(ctx, off[X_MID], &in.mid)
+            || !float_slot(ctx, off[X_BID], &in.bid) || !float_slot(ctx, off[X_ASK], &in.ask)
+            || !float_slot(ctx, off[X_TICK], &in.tick)
+            || !float_slot(ctx, off[X_POS], &in.position))
+        Py_RETURN_FALSE;
+    /* RiskGate._update_inventory_state: the state stays what it is */
+    int reducing = PyObject_IsTrue(args[3]);
+    if (reducing < 0)
+        return NULL;
+    if (isfinite(in.position) && (fabs(in.position) >= self->cap) != reducing)
+        Py_RETURN_FALSE;
+    /* RiskGate._market_problem: none */
+    if (self->max_age_ns) {
+        int overflow = 0;
+        long long now = PyLong_AsLongLongAndOverflow(ts, &overflow), age;
+        if (overflow)
+            Py_RETURN_FALSE;
+        long long then = PyLong_AsLongLongAndOverflow(last, &overflow);
+        if (overflow || __builtin_sub_overflow(now, then, &age) || age > self->max_age_ns)
+            Py_RETURN_FALSE;
+    }
+    if (!(0.0 < in.mid && in.mid < INFINITY && 0.0 < in.bid && in.bid < INFINITY
+          && 0.0 < in.ask && in.ask < INFINITY && 0.0 < in.tick && in.tick < INFINITY
+          && -INFINITY < in.position && in.position < INFINITY))
+        Py_RETURN_FALSE;
+    double by_ticks = self->floor_ticks * in.tick, by_bps = in.mid * self->floor_bps / 1e4;
+    in.floor = by_bps > by_ticks ? by_bps : by_ticks;  /* max(by_ticks, by_bps) */
+    if (side_passes(self, args[0], 1, &in) && side_passes(self, args[1], 0, &in))
+        Py_RETURN_TRUE;
+    Py_RETURN_FALSE;
+}
+
+static PyTypeObject GateCheckType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "bot._cbook.GateCheck",
+    .tp_basicsize = sizeof(GateCheck),
+    .tp_dealloc = (destructor)GateCheck_dealloc,
+    .tp_vectorcall_offset = offsetof(GateCheck, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "GateCheck(**limits)(bids, asks, ctx, reducing): whether RiskGate.check would "
+              "pass the quotes untouched, deny nothing and change no state.",
+    .tp_new = GateCheck_new,
+};
+
+/* ------------------------------------------------------------------ module */
+
+int
+decide_init(PyObject *module)
+{
+    if (PyType_Ready(&MakerType) < 0 || PyType_Ready(&OrderDiffType) < 0
+            || PyType_Ready(&GateCheckType) < 0)
+        return -1;
+    Py_INCREF(&MakerType);
+    if (PyModule_AddObject(module, "Maker", (PyObject *)&MakerType) < 0) {
+        Py_DECREF(&MakerType);
+        return -1;
+    }
+    Py_INCREF(&OrderDiffType);
+    if (PyModule_AddObject(module, "OrderDiff", (PyObject *)&OrderDiffType) < 0) {
+        Py_DECREF(&OrderDiffType);
+        return -1;
+    }
+    Py_INCREF(&GateCheckType);
+    if (PyModule_AddObject(module, "GateCheck", (PyObject *)&GateCheckType) < 0) {
+        Py_DECREF(&GateCheckType);
+        return -1;
+    }
+    return 0;
+}
