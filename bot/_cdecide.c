@@ -773,13 +773,261 @@ static PyTypeObject GateCheckType = {
     .tp_new = GateCheck_new,
 };
 
+/* ------------------------------------------------------------------ ASQuote */
+
+/*
+ * strategies.avellaneda_stoikov.AvellanedaStoikov.quote with strategies.ladder.build_ladder,
+ * for a MarketState whose inputs can be quoted (strategies.base.can_quote). Returns the
+ * QuoteSet, or None for the Python method (unusable inputs, ints where floats belong, a
+ * ladder of more levels than it holds, an overflow the reference would raise on).
+ */
+
+static const char *const STATE_FIELDS[] = {
+    "ts_ns", "mid", "tick_size", "inventory", "sigma", "intensity_k"};
+enum { S_TS, S_MID, S_TICK, S_INV, S_SIGMA, S_K, S_N };
+static const char *const QUOTESET_FIELDS[] = {"bids", "asks", "reservation_price", "half_spread"};
+enum { QS_N = 4 };
+
+#define MAX_LEVELS 64
+
+typedef struct {
+    PyObject_HEAD
+    PyTypeObject *state_cls, *quote_cls, *quoteset_cls;
+    Py_ssize_t state_off[S_N], quote_off[Q_N], quoteset_off[QS_N];
+    PyObject *buy, *sell;
+    double gamma, order_qty, spacing, spacing_ticks, size_decay, max_inventory;
+    double rolling_horizon_s;
+    int levels, use_spacing_ticks, shaping, centre_mid, rolling;
+    int64_t session_ns, origin_ns;
+    vectorcallfunc vectorcall;
+} ASQuote;
+
+static PyObject *ASQuote_vectorcall(PyObject *, PyObject *const *, size_t, PyObject *);
+
+static PyObject *
+ASQuote_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {
+        "state_cls", "quote_cls", "quoteset_cls", "buy", "sell", "gamma", "order_qty",
+        "levels", "spacing", "spacing_ticks", "size_decay", "inventory_shaping",
+        "max_inventory", "centre_mid", "rolling", "rolling_horizon_s", "session_ns",
+        "origin_ns", NULL};
+    PyObject *state_cls, *quote_cls, *quoteset_cls, *buy, *sell, *spacing_ticks;
+    double gamma, order_qty, spacing, size_decay, max_inventory, rolling_horizon_s;
+    int levels, shaping, centre_mid, rolling;
+    long long session_ns, origin_ns;
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwds, "OOOOOddidOdpdppdLL", kwlist, &state_cls, &quote_cls, &quoteset_cls,
+            &buy, &sell, &gamma, &order_qty, &levels, &spacing, &spacing_ticks, &size_decay,
+            &shaping, &max_inventory, &centre_mid, &rolling, &rolling_horizon_s, &session_ns,
+            &origin_ns))
+        return NULL;
+    if (!PyType_Check(state_cls) || check_plain_class(quote_cls) < 0
+            || check_plain_class(quoteset_cls) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "state_cls must be a class");
+        return NULL;
+    }
+    if (levels < 1 || levels > MAX_LEVELS || session_ns < 1) {
+        PyErr_SetString(PyExc_ValueError, "levels must be in [1, 64] and session_ns >= 1");
+        return NULL;
+    }
+    ASQuote *self = (ASQuote *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    Py_INCREF(state_cls);
+    self->state_cls = (PyTypeObject *)state_cls;
+    Py_INCREF(quote_cls);
+    self->quote_cls = (PyTypeObject *)quote_cls;
+    Py_INCREF(quoteset_cls);
+    self->quoteset_cls = (PyTypeObject *)quoteset_cls;
+    Py_INCREF(buy);
+    self->buy = buy;
+    Py_INCREF(sell);
+    self->sell = sell;
+    self->gamma = gamma;
+    self->order_qty = order_qty;
+    self->levels = levels;
+    self->spacing = spacing;
+    self->use_spacing_ticks = spacing_ticks != Py_None;
+    self->spacing_ticks = self->use_spacing_ticks ? PyFloat_AsDouble(spacing_ticks) : 0.0;
+    self->size_decay = size_decay;
+    self->shaping = shaping;
+    self->max_inventory = max_inventory;
+    self->centre_mid = centre_mid;
+    self->rolling = rolling;
+    self->rolling_horizon_s = rolling_horizon_s;
+    self->session_ns = session_ns;
+    self->origin_ns = origin_ns;
+    self->vectorcall = ASQuote_vectorcall;
+    if (PyErr_Occurred()
+            || offsets_of(self->state_cls, STATE_FIELDS, S_N, self->state_off) < 0
+            || offsets_of(self->quote_cls, QUOTE_FIELDS, Q_N, self->quote_off) < 0
+            || offsets_of(self->quoteset_cls, QUOTESET_FIELDS, QS_N, self->quoteset_off) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+ASQuote_dealloc(ASQuote *self)
+{
+    Py_XDECREF(self->state_cls);
+    Py_XDECREF(self->quote_cls);
+    Py_XDECREF(self->quoteset_cls);
+    Py_XDECREF(self->buy);
+    Py_XDECREF(self->sell);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* A tuple of Quotes at ``price[i]``, ``qty[i]``, level ``level[i]``. */
+static PyObject *
+quote_tuple(ASQuote *self, PyObject *side, Py_ssize_t n, const double *price, const double *qty,
+            const int *level)
+{
+    PyObject *quotes = PyTuple_New(n);
+    if (quotes == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *p = PyFloat_FromDouble(price[i]), *q = PyFloat_FromDouble(qty[i]);
+        PyObject *l = PyLong_FromLong(level[i]), *quote = NULL;
+        if (p != NULL && q != NULL && l != NULL) {
+            PyObject *values[Q_N];
+            values[Q_SIDE] = side;
+            values[Q_PRICE] = p;
+            values[Q_QTY] = q;
+            values[Q_LEVEL] = l;
+            quote = build(self->quote_cls, self->quote_off, Q_N, values);
+        }
+        Py_XDECREF(p);
+        Py_XDECREF(q);
+        Py_XDECREF(l);
+        if (quote == NULL) {
+            Py_DECREF(quotes);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(quotes, i, quote);
+    }
+    return quotes;
+}
+
+static PyObject *
+ASQuote_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    ASQuote *self = (ASQuote *)callable;
+    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0)) {
+        PyErr_SetString(PyExc_TypeError, "quote takes one positional argument");
+        return NULL;
+    }
+    PyObject *state = args[0];
+    if (Py_TYPE(state) != self->state_cls)
+        Py_RETURN_NONE;
+    const Py_ssize_t *off = self->state_off;
+    double mid, tick, inventory, sigma, k;
+    PyObject *ts = SLOT(state, off[S_TS]);
+    if (ts == NULL || !PyLong_CheckExact(ts) || !float_slot(state, off[S_MID], &mid)
+            || !float_slot(state, off[S_TICK], &tick) || !float_slot(state, off[S_INV], &inventory)
+            || !float_slot(state, off[S_SIGMA], &sigma) || !float_slot(state, off[S_K], &k))
+        Py_RETURN_NONE;
+    /* strategies.base.can_quote (A is not used) */
+    if (!(0.0 < mid && mid < INFINITY && 0.0 <= sigma && sigma < INFINITY && 0.0 < k
+          && k < INFINITY && isfinite(inventory)))
+        Py_RETURN_NONE;
+    /* strategies.base.time_to_horizon_s */
+    double tau;
+    if (self->rolling) {
+        tau = self->rolling_horizon_s;
+    }
+    else {
+        int overflow = 0;
+        long long now = PyLong_AsLongLongAndOverflow(ts, &overflow), since;
+        if (overflow || __builtin_sub_overflow(now, self->origin_ns, &since))
+            Py_RETURN_NONE;
+        long long elapsed = since % self->session_ns;
+        if (elapsed < 0)
+            elapsed += self->session_ns;  /* Python's modulo takes the divisor's sign */
+        long long left = self->session_ns - elapsed;
+        if (left > (1LL << 53))
+            Py_RETURN_NONE;  /* int / int is exact in doubles only below 2**53 */
+        tau = (double)left / 1e9;
+    }
+    double gamma = self->gamma * self->order_qty;
+    double depth = gamma <= 1e-12 ? 1.0 / k : log1p(gamma / k) / gamma;
+    double half_spread = 0.5 * (gamma * sigma * sigma * tau + 2.0 * depth);
+    double centre = self->centre_mid
+        ? mid : mid - inventory / self->order_qty * gamma * sigma * sigma * tau;
+    /* strategies.ladder.build_ladder */
+    double spacing = self->spacing;
+    if (self->use_spacing_ticks) {
+        if (!(0.0 < tick && tick < INFINITY))
+            Py_RETURN_NONE;  /* the reference raises */
+        spacing = self->spacing_ticks * tick;
+    }
+    double bid_scale = 1.0, ask_scale = 1.0;
+    if (self->shaping) {
+        double increasing = 1.0 - fabs(inventory) / self->max_inventory;
+        increasing = increasing > 0.0 ? increasing : 0.0;  /* max(0.0, increasing) */
+        if (inventory > 0)
+            bid_scale = increasing;
+        else if (inventory < 0)
+            ask_scale = increasing;
+    }
+    double bid_price = centre - half_spread, ask_price = centre + half_spread;
+    double bp[MAX_LEVELS], bq[MAX_LEVELS], ap[MAX_LEVELS], aq[MAX_LEVELS];
+    int bl[MAX_LEVELS], al[MAX_LEVELS];
+    Py_ssize_t nb = 0, na = 0;
+    for (int level = 0; level < self->levels; level++) {
+        double qty = self->order_qty * pow(self->size_decay, (double)level);
+        if (!isfinite(qty))
+            Py_RETURN_NONE;  /* the reference's float ** int raises on overflow */
+        double price = bid_price - level * spacing, side_qty = qty * bid_scale;
+        if (side_qty > 0 && 0 < price && price < INFINITY) {
+            bp[nb] = price;
+            bq[nb] = side_qty;
+            bl[nb++] = level;
+        }
+        price = ask_price + level * spacing;
+        side_qty = qty * ask_scale;
+        if (side_qty > 0 && 0 < price && price < INFINITY) {
+            ap[na] = price;
+            aq[na] = side_qty;
+            al[na++] = level;
+        }
+    }
+    PyObject *values[QS_N];
+    values[0] = quote_tuple(self, self->buy, nb, bp, bq, bl);
+    values[1] = values[0] == NULL ? NULL : quote_tuple(self, self->sell, na, ap, aq, al);
+    values[2] = values[1] == NULL ? NULL : PyFloat_FromDouble(centre);
+    values[3] = values[2] == NULL ? NULL : PyFloat_FromDouble(half_spread);
+    PyObject *result = NULL;
+    if (values[3] != NULL)
+        result = build(self->quoteset_cls, self->quoteset_off, QS_N, values);
+    for (int i = 0; i < QS_N; i++)
+        Py_XDECREF(values[i]);
+    return result;
+}
+
+static PyTypeObject ASQuoteType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "bot._cbook.ASQuote",
+    .tp_basicsize = sizeof(ASQuote),
+    .tp_dealloc = (destructor)ASQuote_dealloc,
+    .tp_vectorcall_offset = offsetof(ASQuote, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "ASQuote(**params)(state): AvellanedaStoikov.quote in C, or None for the "
+              "Python method.",
+    .tp_new = ASQuote_new,
+};
+
 /* ------------------------------------------------------------------ module */
 
 int
 decide_init(PyObject *module)
 {
     if (PyType_Ready(&MakerType) < 0 || PyType_Ready(&OrderDiffType) < 0
-            || PyType_Ready(&GateCheckType) < 0)
+            || PyType_Ready(&GateCheckType) < 0 || PyType_Ready(&ASQuoteType) < 0)
         return -1;
     Py_INCREF(&MakerType);
     if (PyModule_AddObject(module, "Maker", (PyObject *)&MakerType) < 0) {
@@ -794,6 +1042,11 @@ decide_init(PyObject *module)
     Py_INCREF(&GateCheckType);
     if (PyModule_AddObject(module, "GateCheck", (PyObject *)&GateCheckType) < 0) {
         Py_DECREF(&GateCheckType);
+        return -1;
+    }
+    Py_INCREF(&ASQuoteType);
+    if (PyModule_AddObject(module, "ASQuote", (PyObject *)&ASQuoteType) < 0) {
+        Py_DECREF(&ASQuoteType);
         return -1;
     }
     return 0;

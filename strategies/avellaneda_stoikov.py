@@ -14,10 +14,11 @@ q in units of that size (see ``strategies.base`` for how the class counts it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from bot.events import MarketState, QuoteSet
+from bot.events import NS_PER_SECOND, MarketState, Quote, QuoteSet, Side, cbook
 from strategies.base import (
     HorizonMode,
     can_quote,
@@ -124,11 +125,12 @@ class ASParams:
 class AvellanedaStoikov:
     """Quote the Avellaneda-Stoikov bid and ask, then lay the ladder out from them."""
 
-    __slots__ = ("_params",)
+    __slots__ = ("_kernel", "_params")
 
     def __init__(self, params: ASParams) -> None:
         """Hold the parameters; all per-event inputs come with the market state."""
         self._params = params
+        self._kernel = _compiled_quote(params)
 
     @property
     def name(self) -> str:
@@ -156,6 +158,13 @@ class AvellanedaStoikov:
             ValueError: If the ladder spacing is in ticks and ``state.tick_size`` is not
                 finite and positive.
         """
+        kernel = self._kernel
+        if kernel is not None:
+            # The same formulas in C (bot/_cdecide.c); None when the inputs are not its plain
+            # case (unusable or not floats): then the lines below decide.
+            quotes = kernel(state)
+            if quotes is not None:
+                return quotes
         p = self._params
         mid, sigma, k, inventory = state.mid, state.sigma, state.intensity_k, state.inventory
         if not can_quote(state, uses_intensity_a=False):
@@ -176,3 +185,23 @@ class AvellanedaStoikov:
             centre - half_spread, centre + half_spread, inventory, state.tick_size, p.ladder
         )
         return QuoteSet(bids, asks, centre, half_spread)
+
+
+def _compiled_quote(params: ASParams) -> Callable[[MarketState], QuoteSet | None] | None:
+    """Return ``AvellanedaStoikov.quote`` compiled for ``params``, or None (no C extension)."""
+    ladder = params.ladder
+    session_ns = round(params.session_s * NS_PER_SECOND)
+    if cbook is None or ladder.levels > 64 or not (
+        session_ns < 2**63 and -(2**63) <= params.session_origin_ns < 2**63
+    ):
+        return None
+    kernel: Callable[[MarketState], QuoteSet | None] = cbook.ASQuote(
+        state_cls=MarketState, quote_cls=Quote, quoteset_cls=QuoteSet, buy=Side.BUY,
+        sell=Side.SELL, gamma=params.gamma, order_qty=ladder.order_qty, levels=ladder.levels,
+        spacing=ladder.spacing or 0.0, spacing_ticks=ladder.spacing_ticks,
+        size_decay=ladder.size_decay,
+        inventory_shaping=ladder.inventory_shaping and ladder.max_inventory is not None,
+        max_inventory=ladder.max_inventory or 1.0, centre_mid=params.centre == "mid",
+        rolling=params.horizon == "rolling", rolling_horizon_s=params.rolling_horizon_s,
+        session_ns=session_ns, origin_ns=params.session_origin_ns)
+    return kernel
