@@ -53,6 +53,7 @@ from bot.events import (
     Side,
     Trade,
 )
+from bot.frozen import maker
 from bot.native import count_through, nearest_at_end, parse_levels, split_levels
 
 Market = Literal["spot", "usdm", "coinm"]
@@ -93,6 +94,11 @@ _BOOK_TRADE_TYPES: Final = frozenset({"MARKET", "LIQUIDATION"})
 _SNAPSHOT_LIMIT: Final = 1000
 _MS_TO_NS: Final = 1_000_000
 _INF: Final = math.inf
+
+# Per-frame events built without a Python __init__ frame (every field passed; bot.frozen.maker).
+_make_delta = maker(BookDelta)
+_make_deferred = maker(DeferredBookDelta)
+_make_trade = maker(Trade)
 _NAN: Final = math.nan
 _ENVELOPE: Final = '{"stream":"'
 _ENVELOPE_LEN: Final = len(_ENVELOPE)
@@ -387,8 +393,8 @@ class _DeepLevels:
 
     def _delta(self, bids: tuple[Level, ...], asks: tuple[Level, ...]) -> BookDelta:
         near = self._near
-        return BookDelta(near.ts_exchange_ns, near.ts_local_ns, near.symbol, bids, asks,
-                         near.sequence, True)
+        return _make_delta(near.ts_exchange_ns, near.ts_local_ns, near.symbol, bids, asks,
+                           near.sequence, True)
 
     def _corrupt(self, exc: Exception) -> DataError:
         self._bids = self._asks = ""
@@ -717,8 +723,8 @@ class BinanceParser:
         if data.s != self.symbol or (self._futures and data.pu < 0):
             self.stats.malformed += 1
             return []
-        delta = BookDelta(data.E * _MS_TO_NS, ts_local_ns, self.symbol, tuple(data.b),
-                          tuple(data.a), data.u, True)
+        delta = _make_delta(data.E * _MS_TO_NS, ts_local_ns, self.symbol, tuple(data.b),
+                            tuple(data.a), data.u, True)
         return self._sequence(data.U, data.u, data.pu if self._futures else -1, delta)
 
     def _on_large_depth_frame(self, text: str, ts_local_ns: int) -> list[MarketEvent]:
@@ -758,8 +764,8 @@ class BinanceParser:
             return []
         final_id = data.u
         ts_exchange_ns = data.E * _MS_TO_NS
-        near = BookDelta(ts_exchange_ns, ts_local_ns, self.symbol, near_b, near_a, final_id,
-                         True)
+        near = _make_delta(ts_exchange_ns, ts_local_ns, self.symbol, near_b, near_a, final_id,
+                           True)
         if not deep_b and not deep_a:
             delta: BookDelta | DeferredBookDelta = near
         else:
@@ -767,8 +773,8 @@ class BinanceParser:
             ask_min = _INF if deep_ask_min != deep_ask_min else deep_ask_min
             deep = _DeepLevels(self, self._epoch, near, deep_b, bids_at_end, bid_max, deep_a,
                                asks_at_end, ask_min)
-            delta = DeferredBookDelta(ts_exchange_ns, ts_local_ns, self.symbol, final_id, near,
-                                      bid_max, ask_min, deep)
+            delta = _make_deferred(ts_exchange_ns, ts_local_ns, self.symbol, final_id, near,
+                                   bid_max, ask_min, deep)
         return self._sequence(data.U, final_id, data.pu if self._futures else -1, delta)
 
     def _deep_corrupt(self, epoch: int) -> None:
@@ -815,8 +821,8 @@ class BinanceParser:
         asks = _levels(data["a"])
         if bids is None or asks is None:
             raise ValueError("corrupt depth level")
-        delta = BookDelta(ts_ms * _MS_TO_NS, ts_local_ns, self.symbol, bids, asks, final_id,
-                          True)
+        delta = _make_delta(ts_ms * _MS_TO_NS, ts_local_ns, self.symbol, bids, asks, final_id,
+                            True)
         return self._sequence(first_id, final_id, prev_id, delta)
 
     def _on_trade_frame(self, text: str, ts_local_ns: int) -> list[MarketEvent]:
@@ -844,8 +850,8 @@ class BinanceParser:
             self.stats.malformed += 1
             return []
         self.stats.trades += 1
-        return [Trade(data.T * _MS_TO_NS, ts_local_ns, self.symbol, price, qty,
-                      Side.SELL if data.m else Side.BUY, str(trade_id))]
+        return [_make_trade(data.T * _MS_TO_NS, ts_local_ns, self.symbol, price, qty,
+                            Side.SELL if data.m else Side.BUY, str(trade_id))]
 
     def _on_trade(
         self, data: dict[str, Any], ts_local_ns: int, aggregated: bool
@@ -881,7 +887,7 @@ class BinanceParser:
             raise ValueError("trade price, qty, side, time or symbol")
         self.stats.trades += 1
         return [
-            Trade(
+            _make_trade(
                 ts_ms * _MS_TO_NS,
                 ts_local_ns,
                 self.symbol,

@@ -55,6 +55,7 @@ from bot.events import (
     Timer,
     Trade,
 )
+from bot.frozen import maker
 from bot.journal import Journal
 from bot.orders import OrderManager, snap_price
 from bot.portfolio import Portfolio
@@ -78,6 +79,11 @@ rounds happen only for deferred levels out of price order; at least this many pe
 more each further round) keeps them few, while decoding a few levels too many costs little.
 """
 _EMPTY = QuoteSet.empty()
+
+# Built on every requote or split: without a Python __init__ frame (bot.frozen.maker).
+_make_state = maker(MarketState)
+_make_context = maker(RiskContext)
+_make_delta = maker(BookDelta)
 
 
 class ExecutionVenue(Protocol):
@@ -500,8 +506,8 @@ class Engine:
         deep_b = tuple([lv for lv in bids if lv[0] < low]) if len(near_b) < len(bids) else ()
         deep_a = tuple([lv for lv in asks if lv[0] > high]) if len(near_a) < len(asks) else ()
         ts_x, ts_l, sym, seq = delta.ts_exchange_ns, delta.ts_local_ns, delta.symbol, delta.sequence
-        return (BookDelta(ts_x, ts_l, sym, near_b, near_a, seq, True),
-                BookDelta(ts_x, ts_l, sym, deep_b, deep_a, seq, True))
+        return (_make_delta(ts_x, ts_l, sym, near_b, near_a, seq, True),
+                _make_delta(ts_x, ts_l, sym, deep_b, deep_a, seq, True))
 
     def _apply_book(self, event: BookSnapshot | BookDelta, ts: int, was_valid: bool) -> bool:
         """Let the simulated venue match, apply to the book; return False if now invalid."""
@@ -571,15 +577,15 @@ class Engine:
         book = self.book
         est = self.sigma_estimator
         sigma = est.value if est is not None and est.ready else self.model.sigma
-        return MarketState(ts, book.mid, book.best_bid, book.best_ask, self.tick_size,
+        return _make_state(ts, book.mid, book.best_bid, book.best_ask, self.tick_size,
                            self.portfolio.position, sigma, self.intensity_a, self.intensity_k)
 
     def _risk_context(self, ts: int) -> RiskContext:
         book = self.book
         live_buy_qty, live_sell_qty = self.orders.live_qtys()
-        return RiskContext(ts, book.mid, book.best_bid, book.best_ask, self.tick_size,
-                           book.valid, book.last_update_ns, self.portfolio.position,
-                           live_buy_qty, live_sell_qty)
+        return _make_context(ts, book.mid, book.best_bid, book.best_ask, self.tick_size,
+                             book.valid, book.last_update_ns, self.portfolio.position,
+                             live_buy_qty, live_sell_qty)
 
     def _decision_inputs(self) -> tuple[Any, ...]:
         """Return everything a time-invariant decision depends on, as a comparable key."""

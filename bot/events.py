@@ -22,6 +22,7 @@ from enum import Enum, IntEnum
 from typing import Protocol
 
 from bot.frozen import fast_init as fast_init  # re-exported: risk/ may import only bot.events
+from bot.frozen import maker as maker  # re-exported likewise
 from bot.native import cbook as cbook  # re-exported likewise: the compiled kernels, or None
 
 NS_PER_SECOND = 1_000_000_000

@@ -12,7 +12,9 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import types
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
+
+from bot.native import cbook
 
 T = TypeVar("T")
 
@@ -76,3 +78,25 @@ def fast_init(cls: type[T]) -> type[T]:
     init.__doc__ = cls.__init__.__doc__
     cls.__init__ = init  # type: ignore[method-assign]
     return cls
+
+
+def maker(cls: type[T]) -> type[T]:
+    """Return a constructor of ``cls`` that takes every field, positionally, in field order.
+
+    With the C extension it is ``bot._cbook.Maker``: it allocates the instance and stores each
+    value in its slot, as the ``__init__`` of ``fast_init`` does, without running a Python
+    frame (~60 ns instead of ~500 for eight fields). That is all ``__init__`` does only for a
+    class with no ``__post_init__``: for any other, and without the extension, ``cls`` itself
+    is returned. Typed as ``cls`` so callers are checked against its fields; pass every field,
+    those with defaults too (the compiled one fills no defaults).
+
+    Raises:
+        TypeError: ``cls`` is not a frozen, slotted dataclass.
+    """
+    params = getattr(cls, "__dataclass_params__", None)
+    if params is None or not params.frozen or "__slots__" not in cls.__dict__:
+        raise TypeError(f"maker: {cls.__name__} is not a frozen, slotted dataclass")
+    if cbook is None or hasattr(cls, "__post_init__"):
+        return cls
+    names = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    return cast("type[T]", cbook.Maker(cls, names))

@@ -46,9 +46,12 @@ from bot.events import (
     Side,
     cbook,
     fast_init,
+    maker,
 )
 
 _BPS = 1e4
+
+_make_decision = maker(RiskDecision)
 
 
 def _require(ok: bool, name: str, rule: str, value: object) -> None:
@@ -245,7 +248,7 @@ class RiskGate:
                 and kernel(desired.bids, desired.asks, ctx, state is RiskState.REDUCING)):
             # Nothing to drop, move or trim, nothing to deny and no change of state: the
             # rules below would approve the desired quotes as they are.
-            return RiskDecision(desired, state)
+            return _make_decision(desired, state, (), (), False)
         changes = self._update_inventory_state(ctx)
         denials: list[RiskDenied] = []
         problem = self._market_problem(ctx)

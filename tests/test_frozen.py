@@ -1,4 +1,4 @@
-"""``bot.frozen.fast_init``: the same dataclass, built faster.
+"""``bot.frozen.fast_init`` and ``maker``: the same dataclass, built faster.
 
 Every event class gets it, so each is built from its fields here and must hold exactly what it
 was given, keep its defaults, stay frozen, and compare, hash, copy and pickle like before.
@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 import bot.events
-from bot.frozen import fast_init
+from bot.frozen import fast_init, maker
+from bot.native import cbook
 from risk.gate import RiskContext
 
 
@@ -116,3 +117,39 @@ def test_refuses_what_it_cannot_build() -> None:
     for cls in (NoSlots, NotFrozen, Hidden, KeywordOnly, int):
         with pytest.raises(TypeError, match="fast_init"):
             fast_init(cls)
+
+
+@pytest.mark.parametrize("cls", event_classes(), ids=lambda cls: cls.__name__)
+def test_maker_builds_what_the_class_builds(cls: type[Any]) -> None:
+    make = maker(cls)
+    fields = dataclasses.fields(cls)
+    values = [sample(i, f) for i, f in enumerate(fields)]
+    if hasattr(cls, "__post_init__"):
+        assert make is cls  # its __init__ does more than fill the slots
+    elif cbook is not None:
+        assert make is not cls
+    made, built = make(*values), cls(*values)
+    assert type(made) is cls
+    assert made == built and hash(made) == hash(built) and repr(made) == repr(built)
+    assert [getattr(made, f.name) for f in fields] == values
+    assert pickle.loads(pickle.dumps(made)) == built
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(made, fields[0].name, "other")
+
+
+@pytest.mark.skipif(cbook is None, reason="C extension not built")
+def test_compiled_maker_takes_every_field_and_only_them() -> None:
+    make = maker(RiskContext)
+    with pytest.raises(TypeError, match="takes 10 arguments"):
+        make(1, 2.0)
+    with pytest.raises(TypeError, match="keyword"):
+        make(*range(9), live_sell_qty=1.0)
+
+
+def test_maker_refuses_other_classes() -> None:
+    @dataclasses.dataclass
+    class Plain:
+        x: int
+
+    with pytest.raises(TypeError, match="not a frozen, slotted dataclass"):
+        maker(Plain)
