@@ -44,13 +44,15 @@ class OrderDiff:
                  next_id: int) -> tuple[list[Any], int] | None: ...
 
 class GateCheck:
-    def __init__(self, *, ctx_cls: type, quote_cls: type, buy: object, sell: object,
+    def __init__(self, *, ctx_cls: type, quote_cls: type, place_cls: type, cancel_cls: type,
+                 buy: object, sell: object,
                  max_inventory: float, min_half_spread_ticks: float,
                  min_half_spread_bps: float, enforce_touch: bool, price_band_bps: float,
                  max_order_qty: float, max_order_notional: float,
                  max_book_age_ns: int) -> None: ...
     def __call__(self, bids: tuple[Any, ...], asks: tuple[Any, ...], ctx: Any,
                  reducing: bool) -> bool: ...
+    def admits(self, commands: list[Any], ctx: Any, halted: bool) -> bool: ...
 
 class ASQuote:
     def __init__(self, *, state_cls: type, quote_cls: type, quoteset_cls: type, buy: object,

@@ -596,13 +596,15 @@ static PyTypeObject OrderDiffType = {
 
 static const char *const CTX_FIELDS[] = {
     "ts_ns", "mid", "best_bid", "best_ask", "tick_size", "book_valid", "last_book_ts_ns",
-    "position"};
-enum { X_TS, X_MID, X_BID, X_ASK, X_TICK, X_VALID, X_LAST, X_POS, X_N };
+    "position", "live_buy_qty", "live_sell_qty"};
+enum { X_TS, X_MID, X_BID, X_ASK, X_TICK, X_VALID, X_LAST, X_POS, X_LIVE_BUY, X_LIVE_SELL, X_N };
+/* The PlaceOrder fields admits() reads, by their index in PLACE_FIELDS. */
+enum { P_SIDE = 3, P_PRICE = 4, P_QTY = 5 };
 
 typedef struct {
     PyObject_HEAD
-    PyTypeObject *ctx_cls, *quote_cls;
-    Py_ssize_t ctx_off[X_N], quote_off[Q_N];
+    PyTypeObject *ctx_cls, *quote_cls, *place_cls, *cancel_cls;
+    Py_ssize_t ctx_off[X_N], quote_off[Q_N], place_off[P_N];
     PyObject *buy, *sell;
     double cap, floor_ticks, floor_bps, band_bps, max_qty, max_notional;
     int enforce_touch;
@@ -616,15 +618,16 @@ static PyObject *
 GateCheck_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {
-        "ctx_cls", "quote_cls", "buy", "sell", "max_inventory", "min_half_spread_ticks",
-        "min_half_spread_bps", "enforce_touch", "price_band_bps", "max_order_qty",
-        "max_order_notional", "max_book_age_ns", NULL};
-    PyObject *ctx_cls, *quote_cls, *buy, *sell;
+        "ctx_cls", "quote_cls", "place_cls", "cancel_cls", "buy", "sell", "max_inventory",
+        "min_half_spread_ticks", "min_half_spread_bps", "enforce_touch", "price_band_bps",
+        "max_order_qty", "max_order_notional", "max_book_age_ns", NULL};
+    PyObject *ctx_cls, *quote_cls, *place_cls, *cancel_cls, *buy, *sell;
     double cap, floor_ticks, floor_bps, band_bps, max_qty, max_notional;
     int enforce_touch;
     long long max_age_ns;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!OOdddpdddL", kwlist, &PyType_Type,
-                                     &ctx_cls, &PyType_Type, &quote_cls, &buy, &sell, &cap,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!O!OOdddpdddL", kwlist, &PyType_Type,
+                                     &ctx_cls, &PyType_Type, &quote_cls, &PyType_Type,
+                                     &place_cls, &PyType_Type, &cancel_cls, &buy, &sell, &cap,
                                      &floor_ticks, &floor_bps, &enforce_touch, &band_bps,
                                      &max_qty, &max_notional, &max_age_ns))
         return NULL;
@@ -635,6 +638,10 @@ GateCheck_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->ctx_cls = (PyTypeObject *)ctx_cls;
     Py_INCREF(quote_cls);
     self->quote_cls = (PyTypeObject *)quote_cls;
+    Py_INCREF(place_cls);
+    self->place_cls = (PyTypeObject *)place_cls;
+    Py_INCREF(cancel_cls);
+    self->cancel_cls = (PyTypeObject *)cancel_cls;
     Py_INCREF(buy);
     self->buy = buy;
     Py_INCREF(sell);
@@ -649,7 +656,8 @@ GateCheck_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->max_age_ns = max_age_ns;
     self->vectorcall = GateCheck_vectorcall;
     if (offsets_of(self->ctx_cls, CTX_FIELDS, X_N, self->ctx_off) < 0
-            || offsets_of(self->quote_cls, QUOTE_FIELDS, Q_N, self->quote_off) < 0) {
+            || offsets_of(self->quote_cls, QUOTE_FIELDS, Q_N, self->quote_off) < 0
+            || offsets_of(self->place_cls, PLACE_FIELDS, P_N, self->place_off) < 0) {
         Py_DECREF(self);
         return NULL;
     }
@@ -661,6 +669,8 @@ GateCheck_dealloc(GateCheck *self)
 {
     Py_XDECREF(self->ctx_cls);
     Py_XDECREF(self->quote_cls);
+    Py_XDECREF(self->place_cls);
+    Py_XDECREF(self->cancel_cls);
     Py_XDECREF(self->buy);
     Py_XDECREF(self->sell);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -760,6 +770,67 @@ GateCheck_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, P
     Py_RETURN_FALSE;
 }
 
+/*
+ * admits(commands, ctx, halted) -> bool: whether RiskGate.admit would let every command
+ * through, with no order-rate limit (the gate asks only then). Cancels always pass; a place
+ * passes when not halted, with a positive finite price and qty, within the inventory cap
+ * counting the live orders and the places before it in the batch.
+ */
+static PyObject *
+GateCheck_admits(GateCheck *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "admits takes 3 arguments");
+        return NULL;
+    }
+    PyObject *commands = args[0], *ctx = args[1];
+    if (!PyList_CheckExact(commands) || Py_TYPE(ctx) != self->ctx_cls)
+        Py_RETURN_FALSE;
+    int halted = PyObject_IsTrue(args[2]);
+    if (halted < 0)
+        return NULL;
+    double position, live_buy, live_sell;
+    const Py_ssize_t *off = self->ctx_off;
+    if (!float_slot(ctx, off[X_POS], &position) || !float_slot(ctx, off[X_LIVE_BUY], &live_buy)
+            || !float_slot(ctx, off[X_LIVE_SELL], &live_sell))
+        Py_RETURN_FALSE;
+    double buy_base = position + live_buy, sell_base = -position + live_sell;
+    double buys = 0.0, sells = 0.0;
+    Py_ssize_t n = PyList_GET_SIZE(commands);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *command = PyList_GET_ITEM(commands, i);
+        if (Py_TYPE(command) == self->cancel_cls)
+            continue;
+        double price, qty;
+        if (Py_TYPE(command) != self->place_cls || halted
+                || !float_slot(command, self->place_off[P_PRICE], &price)
+                || !float_slot(command, self->place_off[P_QTY], &qty)
+                || !(0.0 < qty && qty < INFINITY && 0.0 < price && price < INFINITY))
+            Py_RETURN_FALSE;
+        PyObject *side = SLOT(command, self->place_off[P_SIDE]);
+        if (side == self->buy) {
+            if (!(buy_base + (buys + qty) <= self->cap))
+                Py_RETURN_FALSE;
+            buys += qty;
+        }
+        else if (side == self->sell) {
+            if (!(sell_base + (sells + qty) <= self->cap))
+                Py_RETURN_FALSE;
+            sells += qty;
+        }
+        else {
+            Py_RETURN_FALSE;
+        }
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyMethodDef GateCheck_methods[] = {
+    {"admits", (PyCFunction)(void (*)(void))GateCheck_admits, METH_FASTCALL,
+     "Whether RiskGate.admit would let every command through (no order-rate limit)."},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyTypeObject GateCheckType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "bot._cbook.GateCheck",
@@ -770,6 +841,7 @@ static PyTypeObject GateCheckType = {
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_doc = "GateCheck(**limits)(bids, asks, ctx, reducing): whether RiskGate.check would "
               "pass the quotes untouched, deny nothing and change no state.",
+    .tp_methods = GateCheck_methods,
     .tp_new = GateCheck_new,
 };
 

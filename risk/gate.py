@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from bot.events import (
     NS_PER_SECOND,
@@ -171,6 +172,15 @@ class RiskContext:
     live_sell_qty: float
 
 
+class _Kernel(Protocol):
+    """The compiled plain cases of ``check`` and ``admit`` (``bot._cbook.GateCheck``)."""
+
+    def __call__(self, bids: tuple[Quote, ...], asks: tuple[Quote, ...], ctx: RiskContext,
+                 reducing: bool) -> bool: ...
+
+    def admits(self, commands: list[Command], ctx: RiskContext, halted: bool) -> bool: ...
+
+
 class RiskGate:
     """The risk gate: a small state machine (ACTIVE / REDUCING / HALTED) plus stateless rules.
 
@@ -182,12 +192,12 @@ class RiskGate:
 
     def __init__(self, limits: RiskLimits) -> None:
         self._limits = limits
-        # The compiled test that a check has nothing to do (bot/_cdecide.c), or None.
-        self._kernel: Callable[[tuple[Quote, ...], tuple[Quote, ...], RiskContext, bool],
-                               bool] | None = None
+        # The compiled tests that a check or an admit has nothing to do (bot/_cdecide.c).
+        self._kernel: _Kernel | None = None
         if cbook is not None:
             self._kernel = cbook.GateCheck(
-                ctx_cls=RiskContext, quote_cls=Quote, buy=Side.BUY, sell=Side.SELL,
+                ctx_cls=RiskContext, quote_cls=Quote, place_cls=PlaceOrder,
+                cancel_cls=CancelOrder, buy=Side.BUY, sell=Side.SELL,
                 max_inventory=limits.max_inventory,
                 min_half_spread_ticks=limits.min_half_spread_ticks,
                 min_half_spread_bps=limits.min_half_spread_bps,
@@ -457,6 +467,11 @@ class RiskGate:
         """
         cap = self._limits.max_inventory
         halted = self._state is RiskState.HALTED
+        kernel = self._kernel
+        if (kernel is not None and self._limits.max_orders_per_s == math.inf
+                and type(commands) is list and kernel.admits(commands, ctx, halted)):
+            # Compiled (bot/_cdecide.c): every command passes the rules below, so all go.
+            return list(commands), []
         # Every live order counts until the venue confirms its end: one in flight, working or
         # pending cancel can still fill, and so can one we cancel in this very batch. A
         # replacement near the cap therefore waits for the cancel acknowledgement.

@@ -1,4 +1,4 @@
-"""The compiled plain-case test of ``RiskGate.check`` (bot/_cdecide.c) against the rules.
+"""The compiled plain cases of ``RiskGate.check`` and ``admit`` (bot/_cdecide.c) against the rules.
 
 Whenever the kernel says a check has nothing to do, the Python rules must agree: no denial,
 no change of state, the desired quotes approved as they are. Two gates, one with the kernel and
@@ -7,13 +7,14 @@ one without, go through the same random checks and must give equal decisions thr
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from typing import Any
 
 import pytest
 
-from bot.events import Quote, QuoteSet, RiskState, Side
+from bot.events import CancelOrder, Command, PlaceOrder, Quote, QuoteSet, RiskState, Side
 from bot.native import cbook
 from risk import RiskContext, RiskGate, RiskLimits
 
@@ -144,3 +145,47 @@ def test_kernel_declines_each_rule() -> None:
         assert not kernel((bid,), (ask,), other, False)
     assert not kernel((bid,), (ask,), at_cap, True)  # bids closed at the cap
     assert kernel((), (ask,), at_cap, True)  # REDUCING: the asks alone are plain
+
+
+def _commands(rng: random.Random, ts: int) -> list[Command]:
+    commands: list[Command] = []
+    for n in range(rng.choice((0, 1, 2, 4, 4, 6))):
+        if rng.random() < 0.4:
+            commands.append(CancelOrder(ts, f"c{n}", "X"))
+        else:
+            side = rng.choice((Side.BUY, Side.SELL))
+            commands.append(PlaceOrder(ts, f"p{n}", "X", side, _maybe_odd(rng, 100.0),
+                                       _maybe_odd(rng, rng.choice((0.1, 0.5, 0.5005, 1.0, 2.0)))))
+    return commands
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_admit_with_and_without_the_kernel_alike(seed: int) -> None:
+    rng = random.Random(seed)
+    limits = dataclasses.replace(_limits(rng),
+                                 max_orders_per_s=rng.choice((math.inf, math.inf, 3.0)))
+    fast, slow = RiskGate(limits), RiskGate(limits)
+    kernel = fast._kernel
+    assert kernel is not None
+    slow._kernel = None
+    all_pass = 0
+    ts = 1_000_000
+    for _ in range(300):
+        ts += rng.choice((10, 100_000_000, 600_000_000))
+        position = rng.choice((0.0, 0.5, -0.5, 1.0, 4.5, -4.9))
+        ctx = RiskContext(ts, 100.0, 99.9, 100.1, 0.1, True, ts, _maybe_odd(rng, position),
+                          rng.choice((0.0, 0.5, 1.0)), rng.choice((0.0, 0.5, 1.0)))
+        commands = _commands(rng, ts)
+        if rng.random() < 0.05:
+            fast.halt(ts, "test")
+            slow.halt(ts, "test")
+        if rng.random() < 0.1:
+            fast.reset(ts)
+            slow.reset(ts)
+        says_all = kernel.admits(commands, ctx, fast.state is RiskState.HALTED)
+        expected = slow.admit(commands, ctx)
+        assert fast.admit(commands, ctx) == expected
+        if says_all and limits.max_orders_per_s == math.inf:  # (the gate asks only then)
+            assert expected == (commands, [])
+            all_pass += any(type(c) is PlaceOrder for c in commands)
+    assert all_pass >= 10 or limits.max_orders_per_s != math.inf
