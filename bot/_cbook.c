@@ -720,6 +720,7 @@ cbook_level_qty(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
 /* "[" and "]", made once at import (PyInit__cbook). */
 static PyObject *open_bracket;
 static PyObject *close_bracket;
+static PyObject *float_zero;
 
 static inline int
 is_ws(Py_UCS4 c)
@@ -927,7 +928,15 @@ text_levels_k(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, Py_ssize
         }
         PyObject *level = PyTuple_New(2);
         PyObject *p = PyFloat_FromDouble(price);
-        PyObject *q = PyFloat_FromDouble(qty);
+        PyObject *q;
+        if (qty == 0.0 && !signbit(qty)) {
+            /* a deletion: most levels of a sweep; one shared 0.0 (floats are immutable) */
+            Py_INCREF(float_zero);
+            q = float_zero;
+        }
+        else {
+            q = PyFloat_FromDouble(qty);
+        }
         if (level == NULL || p == NULL || q == NULL) {
             Py_XDECREF(level);
             Py_XDECREF(p);
@@ -1268,6 +1277,8 @@ PyInit__cbook(void)
     if (open_bracket == NULL && (open_bracket = PyUnicode_InternFromString("[")) == NULL)
         return NULL;
     if (close_bracket == NULL && (close_bracket = PyUnicode_InternFromString("]")) == NULL)
+        return NULL;
+    if (float_zero == NULL && (float_zero = PyFloat_FromDouble(0.0)) == NULL)
         return NULL;
     PyObject *module = PyModule_Create(&cbook_module);
     if (module == NULL)
