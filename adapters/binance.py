@@ -94,15 +94,15 @@ _BOOK_TRADE_TYPES: Final = frozenset({"MARKET", "LIQUIDATION"})
 _SNAPSHOT_LIMIT: Final = 1000
 _MS_TO_NS: Final = 1_000_000
 _INF: Final = math.inf
+_NAN: Final = math.nan
+_ENVELOPE: Final = '{"stream":"'
+_ENVELOPE_LEN: Final = len(_ENVELOPE)
+_MAX_CACHED_STREAMS: Final = 256
 
 # Per-frame events built without a Python __init__ frame (every field passed; bot.frozen.maker).
 _make_delta = maker(BookDelta)
 _make_deferred = maker(DeferredBookDelta)
 _make_trade = maker(Trade)
-_NAN: Final = math.nan
-_ENVELOPE: Final = '{"stream":"'
-_ENVELOPE_LEN: Final = len(_ENVELOPE)
-_MAX_CACHED_STREAMS: Final = 256
 
 # What a frame is, decided from its stream name (or, without an envelope, its event type).
 _SKIP: Final = 0

@@ -1,17 +1,25 @@
 /*
  * The decision path in C, part of bot._cbook (the module's init calls decide_init).
  *
+ * Each kernel computes the plain case of one Python step, which stays the reference: whenever
+ * an input is not the plain case it was written for (a value that is not a float, a result the
+ * Python would reach by another rule, an object of an unexpected class, more quotes or levels
+ * than it holds, an overflow) it answers "not mine" and the Python code runs. Nothing is
+ * changed before that answer is certain.
+ *
  * Maker: builds an instance of a slotted dataclass from positional values by storing them in
  * its slots, as bot.frozen.fast_init's __init__ does through each slot's descriptor, without
  * a Python frame. bot.frozen.maker() offers it only for classes whose __init__ does nothing
  * else (no __post_init__); for those, Maker(cls, names)(*values) equals cls(*values).
  *
- * OrderDiff: bot.orders.OrderManager.diff on the manager's own dict of live orders. It plans
- * first (snap and filter the desired quotes, match the live orders) and touches nothing until
- * the plan is complete; whenever an input is not the plain case it was written for (a value
- * that is not a float, a snap outside the exact one-division range, more quotes than it holds,
- * an object of an unexpected class) it returns None and the manager runs the Python reference,
- * OrderManager._py_diff. tests/test_orders_kernel.py checks the two against each other.
+ * OrderDiff: bot.orders.OrderManager.diff on the manager's own dict of live orders; None sends
+ * the manager to OrderManager._py_diff (tests/test_orders_kernel.py).
+ *
+ * GateCheck: whether risk.gate.RiskGate.check would pass the desired quotes untouched, and
+ * whether RiskGate.admit would let every command through (tests/test_risk_kernel.py).
+ *
+ * ASQuote: strategies.avellaneda_stoikov.AvellanedaStoikov.quote with its ladder
+ * (tests/test_strategies_kernel.py).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -194,7 +194,7 @@ class RiskGate:
         self._limits = limits
         # The compiled tests that a check or an admit has nothing to do (bot/_cdecide.c).
         self._kernel: _Kernel | None = None
-        if cbook is not None:
+        if cbook is not None and type(limits.max_book_age_ns) is int:
             self._kernel = cbook.GateCheck(
                 ctx_cls=RiskContext, quote_cls=Quote, place_cls=PlaceOrder,
                 cancel_cls=CancelOrder, buy=Side.BUY, sell=Side.SELL,

@@ -191,8 +191,9 @@ def _compiled_quote(params: ASParams) -> Callable[[MarketState], QuoteSet | None
     """Return ``AvellanedaStoikov.quote`` compiled for ``params``, or None (no C extension)."""
     ladder = params.ladder
     session_ns = round(params.session_s * NS_PER_SECOND)
-    if cbook is None or ladder.levels > 64 or not (
-        session_ns < 2**63 and -(2**63) <= params.session_origin_ns < 2**63
+    origin_ns = params.session_origin_ns
+    if cbook is None or type(ladder.levels) is not int or not 1 <= ladder.levels <= 64 or not (
+        session_ns < 2**63 and type(origin_ns) is int and -(2**63) <= origin_ns < 2**63
     ):
         return None
     kernel: Callable[[MarketState], QuoteSet | None] = cbook.ASQuote(
