@@ -382,7 +382,10 @@ add_targets(OrderDiff *self, PyObject *quotes, double bid_cap, double ask_floor,
         double price, qty;
         PyObject *side = SLOT(quote, self->quote_off[Q_SIDE]);
         PyObject *level = SLOT(quote, self->quote_off[Q_LEVEL]);
-        if (side == NULL || level == NULL || !float_slot(quote, self->quote_off[Q_PRICE], &price)
+        /* Levels are exact ints: comparing them below runs no Python code while the dict of
+         * orders is being iterated. */
+        if (side == NULL || level == NULL || !PyLong_CheckExact(level)
+                || !float_slot(quote, self->quote_off[Q_PRICE], &price)
                 || !float_slot(quote, self->quote_off[Q_QTY], &qty))
             return 0;
         if (!(0.0 < price && price < INFINITY && 0.0 < qty && qty < INFINITY))
@@ -502,6 +505,7 @@ OrderDiff_call(OrderDiff *self, PyObject *const *args, Py_ssize_t nargs)
         double price, qty, filled;
         if (state == NULL || side == NULL || level == NULL || sent == NULL
                 || SLOT(order, off[O_ID]) == NULL || !PyLong_CheckExact(sent)
+                || !PyLong_CheckExact(level)
                 || !float_slot(order, off[O_PRICE], &price) || !float_slot(order, off[O_QTY], &qty)
                 || !float_slot(order, off[O_FILLED], &filled))
             Py_RETURN_NONE;
@@ -1106,28 +1110,11 @@ static PyTypeObject ASQuoteType = {
 int
 decide_init(PyObject *module)
 {
-    if (PyType_Ready(&MakerType) < 0 || PyType_Ready(&OrderDiffType) < 0
-            || PyType_Ready(&GateCheckType) < 0 || PyType_Ready(&ASQuoteType) < 0)
-        return -1;
-    Py_INCREF(&MakerType);
-    if (PyModule_AddObject(module, "Maker", (PyObject *)&MakerType) < 0) {
-        Py_DECREF(&MakerType);
-        return -1;
-    }
-    Py_INCREF(&OrderDiffType);
-    if (PyModule_AddObject(module, "OrderDiff", (PyObject *)&OrderDiffType) < 0) {
-        Py_DECREF(&OrderDiffType);
-        return -1;
-    }
-    Py_INCREF(&GateCheckType);
-    if (PyModule_AddObject(module, "GateCheck", (PyObject *)&GateCheckType) < 0) {
-        Py_DECREF(&GateCheckType);
-        return -1;
-    }
-    Py_INCREF(&ASQuoteType);
-    if (PyModule_AddObject(module, "ASQuote", (PyObject *)&ASQuoteType) < 0) {
-        Py_DECREF(&ASQuoteType);
-        return -1;
+    /* PyModule_AddType readies each type and adds it under the last part of its tp_name. */
+    PyTypeObject *types[] = {&MakerType, &OrderDiffType, &GateCheckType, &ASQuoteType};
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        if (PyModule_AddType(module, types[i]) < 0)
+            return -1;
     }
     return 0;
 }

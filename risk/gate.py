@@ -178,7 +178,7 @@ class _Kernel(Protocol):
     def __call__(self, bids: tuple[Quote, ...], asks: tuple[Quote, ...], ctx: RiskContext,
                  reducing: bool) -> bool: ...
 
-    def admits(self, commands: list[Command], ctx: RiskContext, halted: bool) -> bool: ...
+    def admits(self, commands: Sequence[Command], ctx: RiskContext, halted: bool) -> bool: ...
 
 
 class RiskGate:
@@ -188,7 +188,8 @@ class RiskGate:
         limits: The limits to enforce.
     """
 
-    __slots__ = ("_halt_reason", "_kernel", "_limits", "_peak_pnl", "_recent_places_ns", "_state")
+    __slots__ = ("_admit_kernel", "_halt_reason", "_kernel", "_limits", "_peak_pnl",
+                 "_recent_places_ns", "_state")
 
     def __init__(self, limits: RiskLimits) -> None:
         self._limits = limits
@@ -205,6 +206,8 @@ class RiskGate:
                 max_order_qty=limits.max_order_qty,
                 max_order_notional=limits.max_order_notional,
                 max_book_age_ns=min(limits.max_book_age_ns, 2**63 - 1))
+        # Admission has a plain case only without an order-rate limit (no window to keep).
+        self._admit_kernel = self._kernel if limits.max_orders_per_s == math.inf else None
         self._state = RiskState.ACTIVE
         self._peak_pnl: float | None = None
         self._halt_reason: HaltReason | None = None
@@ -467,9 +470,8 @@ class RiskGate:
         """
         cap = self._limits.max_inventory
         halted = self._state is RiskState.HALTED
-        kernel = self._kernel
-        if (kernel is not None and self._limits.max_orders_per_s == math.inf
-                and type(commands) is list and kernel.admits(commands, ctx, halted)):
+        kernel = self._admit_kernel
+        if kernel is not None and kernel.admits(commands, ctx, halted):
             # Compiled (bot/_cdecide.c): every command passes the rules below, so all go.
             return list(commands), []
         # Every live order counts until the venue confirms its end: one in flight, working or

@@ -16,7 +16,6 @@ import pytest
 
 from bot.events import (
     CancelOrder,
-    Command,
     Liquidity,
     OrderAccepted,
     OrderCanceled,
@@ -31,6 +30,7 @@ from bot.events import (
 )
 from bot.native import cbook
 from bot.orders import ManagedOrder, OrderManager, OrderManagerConfig, OrderState
+from tests.differential import outcome
 
 pytestmark = pytest.mark.skipif(cbook is None, reason="C extension not built")
 
@@ -124,18 +124,11 @@ def test_kernel_equals_reference_on_random_sequences(seed: int) -> None:
             ask = rng.choice((mid + tick, math.inf)) if rng.random() < 0.1 else mid + tick
             desired = QuoteSet(_ladder(rng, Side.BUY, mid - 2 * tick, tick),
                                _ladder(rng, Side.SELL, mid + 2 * tick, tick), mid, tick)
-            try:
-                expected: list[Command] | BaseException = slow.diff(desired, bid, ask, ts)
-            except (ValueError, OverflowError) as exc:
-                expected = exc
-            try:
-                got: list[Command] | BaseException = fast.diff(desired, bid, ask, ts)
-            except (ValueError, OverflowError) as exc:
-                got = exc
-            if isinstance(expected, BaseException):
-                assert type(got) is type(expected)
-            else:
-                assert got == expected
+            expected = outcome(slow.diff, desired, bid, ask, ts)
+            got = outcome(fast.diff, desired, bid, ask, ts)
+            assert got == expected
+            if isinstance(expected, list):
+                assert isinstance(got, list)
                 assert [type(c) for c in got] == [type(c) for c in expected]
         else:
             event = _event(rng, slow, ts)

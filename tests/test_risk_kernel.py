@@ -17,6 +17,11 @@ import pytest
 from bot.events import CancelOrder, Command, PlaceOrder, Quote, QuoteSet, RiskState, Side
 from bot.native import cbook
 from risk import RiskContext, RiskGate, RiskLimits
+from tests.differential import odd
+
+
+def _odd(rng: random.Random, value: float) -> Any:
+    return odd(rng, value, rate=0.01)
 
 pytestmark = pytest.mark.skipif(cbook is None, reason="C extension not built")
 
@@ -34,15 +39,6 @@ def _limits(rng: random.Random) -> RiskLimits:
     )
 
 
-def _maybe_odd(rng: random.Random, value: float) -> Any:
-    roll = rng.random()
-    if roll < 0.01:
-        return rng.choice((math.nan, math.inf, -1.0, 0.0))
-    if roll < 0.015:
-        return int(value)  # an int where a float belongs: the kernel leaves it to Python
-    return value
-
-
 def _ladder(rng: random.Random, side: Side, touch: float, tick: float) -> tuple[Quote, ...]:
     sign = -1.0 if side is Side.BUY else 1.0
     quotes = []
@@ -50,8 +46,8 @@ def _ladder(rng: random.Random, side: Side, touch: float, tick: float) -> tuple[
         price = touch + sign * rng.uniform(-1.5, 6) * tick + sign * level * tick
         qty = rng.choice((0.1, 0.2, 0.5, 1.0, 1.5))
         wrong = rng.random() < 0.01
-        quotes.append(Quote(side.opposite if wrong else side, _maybe_odd(rng, price),
-                            _maybe_odd(rng, qty), level))
+        quotes.append(Quote(side.opposite if wrong else side, _odd(rng, price),
+                            _odd(rng, qty), level))
     return tuple(quotes)
 
 
@@ -59,8 +55,8 @@ def _context(rng: random.Random, ts: int, last: int, position: float) -> RiskCon
     tick = rng.choice((0.01, 0.1))
     mid = 100.0 + rng.uniform(-1, 1)
     spread = rng.choice((1, 1, 2, 5)) * tick
-    return RiskContext(ts, _maybe_odd(rng, mid), mid - spread / 2, mid + spread / 2, tick,
-                       rng.random() > 0.02, last, _maybe_odd(rng, position),
+    return RiskContext(ts, _odd(rng, mid), mid - spread / 2, mid + spread / 2, tick,
+                       rng.random() > 0.02, last, _odd(rng, position),
                        rng.choice((0.0, 1.0)), rng.choice((0.0, 1.0)))
 
 
@@ -154,8 +150,8 @@ def _commands(rng: random.Random, ts: int) -> list[Command]:
             commands.append(CancelOrder(ts, f"c{n}", "X"))
         else:
             side = rng.choice((Side.BUY, Side.SELL))
-            commands.append(PlaceOrder(ts, f"p{n}", "X", side, _maybe_odd(rng, 100.0),
-                                       _maybe_odd(rng, rng.choice((0.1, 0.5, 0.5005, 1.0, 2.0)))))
+            commands.append(PlaceOrder(ts, f"p{n}", "X", side, _odd(rng, 100.0),
+                                       _odd(rng, rng.choice((0.1, 0.5, 0.5005, 1.0, 2.0)))))
     return commands
 
 
@@ -167,13 +163,13 @@ def test_admit_with_and_without_the_kernel_alike(seed: int) -> None:
     fast, slow = RiskGate(limits), RiskGate(limits)
     kernel = fast._kernel
     assert kernel is not None
-    slow._kernel = None
+    slow._kernel = slow._admit_kernel = None
     all_pass = 0
     ts = 1_000_000
     for _ in range(300):
         ts += rng.choice((10, 100_000_000, 600_000_000))
         position = rng.choice((0.0, 0.5, -0.5, 1.0, 4.5, -4.9))
-        ctx = RiskContext(ts, 100.0, 99.9, 100.1, 0.1, True, ts, _maybe_odd(rng, position),
+        ctx = RiskContext(ts, 100.0, 99.9, 100.1, 0.1, True, ts, _odd(rng, position),
                           rng.choice((0.0, 0.5, 1.0)), rng.choice((0.0, 0.5, 1.0)))
         commands = _commands(rng, ts)
         if rng.random() < 0.05:
