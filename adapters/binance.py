@@ -36,6 +36,7 @@ import json
 import math
 import sys
 from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
@@ -49,12 +50,12 @@ from bot.events import (
     DeferredBookDelta,
     Level,
     MarketEvent,
-    SettleCounter,
+    SettleBook,
     Side,
     Trade,
 )
 from bot.frozen import maker
-from bot.native import count_through, nearest_at_end, parse_levels, split_levels
+from bot.native import count_through, nearest_at_end, parse_levels, parse_run, split_levels
 
 Market = Literal["spot", "usdm", "coinm"]
 TradeStream = Literal["trade", "aggTrade"]
@@ -339,23 +340,27 @@ class _DeepLevels:
             raise self._corrupt(exc) from None
         return self._delta(bids, asks), self._bid_max, self._ask_min
 
-    def settle(self, book: SettleCounter) -> tuple[BookDelta, float, float]:
-        """Decode the deferred levels ``book`` needs for a final touch (``DeepLevels``).
+    def settle(self, book: SettleBook) -> tuple[BookDelta, float, float]:
+        """Take the deferred levels ``book`` needs for a final touch (``DeepLevels``).
 
-        The book counts them against its own levels (``settle_count``, prices read in place);
-        just those are decoded.
+        The book walks them against its own levels and splits them off (``settle_take``):
+        each read once, and handed over as a compiled ``LevelRun`` where the extension is
+        built, so a sweep that deletes hundreds of levels makes no Python object per level.
         """
-        bids: tuple[Level, ...] = ()
-        asks: tuple[Level, ...] = ()
+        bids: Sequence[Level] = ()
+        asks: Sequence[Level] = ()
         try:
             if self._bids:
-                count = book.settle_count(Side.BUY, self._bids, self._bids_at_end)
-                if count:
-                    bids = self._take_bids(count)
+                taken, bid_max, rest = book.settle_take(Side.BUY, self._bids, self._bids_at_end)
+                if taken:
+                    bids, self._bids = taken, rest
+                    self._bid_max = -_INF if bid_max != bid_max else bid_max
             if self._asks:
-                count = book.settle_count(Side.SELL, self._asks, self._asks_at_end)
-                if count:
-                    asks = self._take_asks(count)
+                taken, ask_min, rest = book.settle_take(Side.SELL, self._asks,
+                                                        self._asks_at_end)
+                if taken:
+                    asks, self._asks = taken, rest
+                    self._ask_min = _INF if ask_min != ask_min else ask_min
         except ValueError as exc:
             raise self._corrupt(exc) from None
         return self._delta(bids, asks), self._bid_max, self._ask_min
@@ -373,25 +378,32 @@ class _DeepLevels:
         return asks
 
     def rest(self) -> BookDelta:
-        """Decode every level not handed out yet (see ``DeepLevels``)."""
-        try:
-            bids = parse_levels(self._bids) if self._bids else ()
-            asks = parse_levels(self._asks) if self._asks else ()
-        except ValueError as exc:
-            raise self._corrupt(exc) from None
-        self._bids = self._asks = ""
-        self._bid_max, self._ask_min = -_INF, _INF
+        """Decode every level not handed out yet (see ``DeepLevels``), as ``LevelRun``s."""
+        bids, asks = self._decode_rest(parse_run)
         return self._delta(bids, asks)
 
     def whole(self) -> BookDelta:
         """Decode every level, the near ones included, in wire order (see ``DeepLevels``)."""
-        deep = self.rest()
+        # Tuples (parse_levels gives them; tuple() keeps them), to join with the near levels.
+        deep_b, deep_a = (tuple(levels) for levels in self._decode_rest(parse_levels))
         near = self._near
-        bids = deep.bids + near.bids if self._bids_at_end else near.bids + deep.bids
-        asks = deep.asks + near.asks if self._asks_at_end else near.asks + deep.asks
+        bids = deep_b + tuple(near.bids) if self._bids_at_end else tuple(near.bids) + deep_b
+        asks = deep_a + tuple(near.asks) if self._asks_at_end else tuple(near.asks) + deep_a
         return self._delta(bids, asks)
 
-    def _delta(self, bids: tuple[Level, ...], asks: tuple[Level, ...]) -> BookDelta:
+    def _decode_rest(self, parse: Callable[[str], Sequence[Level]]
+                     ) -> tuple[Sequence[Level], Sequence[Level]]:
+        """Decode both sides' levels not handed out yet; nothing is left after."""
+        try:
+            bids = parse(self._bids) if self._bids else ()
+            asks = parse(self._asks) if self._asks else ()
+        except ValueError as exc:
+            raise self._corrupt(exc) from None
+        self._bids = self._asks = ""
+        self._bid_max, self._ask_min = -_INF, _INF
+        return bids, asks
+
+    def _delta(self, bids: Sequence[Level], asks: Sequence[Level]) -> BookDelta:
         near = self._near
         return _make_delta(near.ts_exchange_ns, near.ts_local_ns, near.symbol, bids, asks,
                            near.sequence, True)

@@ -111,6 +111,221 @@ lower_bound(const double *keys, Py_ssize_t n, double key)
     return lo;
 }
 
+/* ------------------------------------------------------------------ LevelRun */
+
+/*
+ * LevelRun: an immutable run of book levels held as two arrays of doubles, the prices and
+ * their quantities. It is a read-only sequence of (price, qty) tuples (made on access), so it
+ * can stand wherever levels are read; BookSide.update and level_qty read it straight from the
+ * arrays. The settle round of a sweep hands hundreds of levels to the book through one: no
+ * Python object per level. Equal to another LevelRun with the same levels, never to a tuple.
+ */
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t n;
+    double *price; /* n prices, then n quantities, in one block */
+    double *qty;
+} LevelRun;
+
+static PyTypeObject LevelRunType;
+
+/* A run of ``n`` levels copied from ``price``/``qty`` (reversed when ``reversed``). */
+static PyObject *
+run_from_arrays(const double *price, const double *qty, Py_ssize_t n, int reversed)
+{
+    LevelRun *run = PyObject_New(LevelRun, &LevelRunType);
+    if (run == NULL)
+        return NULL;
+    run->n = 0;
+    run->price = PyMem_Malloc((size_t)(n ? 2 * n : 1) * sizeof(double));
+    if (run->price == NULL) {
+        Py_DECREF(run);
+        return PyErr_NoMemory();
+    }
+    run->qty = run->price + n;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        Py_ssize_t at = reversed ? n - 1 - k : k;
+        run->price[k] = price[at];
+        run->qty[k] = qty[at];
+    }
+    run->n = n;
+    return (PyObject *)run;
+}
+
+static int read_level(PyObject *level, double *price, double *qty);
+
+static PyObject *
+LevelRun_new(PyTypeObject *Py_UNUSED(type), PyObject *args, PyObject *kwds)
+{
+    PyObject *levels;
+    static char *kwlist[] = {"levels", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O", kwlist, &levels))
+        return NULL;
+    PyObject *fast = PySequence_Fast(levels, "LevelRun takes a sequence of (price, qty)");
+    if (fast == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    double *block = PyMem_Malloc((size_t)(n ? 2 * n : 1) * sizeof(double));
+    if (block == NULL) {
+        Py_DECREF(fast);
+        return PyErr_NoMemory();
+    }
+    PyObject *run = NULL;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (read_level(PySequence_Fast_GET_ITEM(fast, k), block + k, block + n + k) < 0)
+            goto done;
+    }
+    run = run_from_arrays(block, block + n, n, 0);
+done:
+    PyMem_Free(block);
+    Py_DECREF(fast);
+    return run;
+}
+
+static void
+LevelRun_dealloc(LevelRun *self)
+{
+    PyMem_Free(self->price);
+    PyObject_Free(self);
+}
+
+static Py_ssize_t
+LevelRun_len(LevelRun *self)
+{
+    return self->n;
+}
+
+static PyObject *
+run_level(LevelRun *self, Py_ssize_t k)
+{
+    return Py_BuildValue("(dd)", self->price[k], self->qty[k]);
+}
+
+static PyObject *
+LevelRun_item(LevelRun *self, Py_ssize_t k)
+{
+    if (k < 0 || k >= self->n) {
+        PyErr_SetString(PyExc_IndexError, "LevelRun index out of range");
+        return NULL;
+    }
+    return run_level(self, k);
+}
+
+/* run[k] (negative from the end) or run[a:b:c] (a tuple of levels). */
+static PyObject *
+LevelRun_subscript(LevelRun *self, PyObject *key)
+{
+    if (PySlice_Check(key)) {
+        Py_ssize_t start, stop, step;
+        if (PySlice_Unpack(key, &start, &stop, &step) < 0)
+            return NULL;
+        Py_ssize_t count = PySlice_AdjustIndices(self->n, &start, &stop, step);
+        PyObject *out = PyTuple_New(count);
+        if (out == NULL)
+            return NULL;
+        for (Py_ssize_t k = 0, at = start; k < count; k++, at += step) {
+            PyObject *level = run_level(self, at);
+            if (level == NULL) {
+                Py_DECREF(out);
+                return NULL;
+            }
+            PyTuple_SET_ITEM(out, k, level);
+        }
+        return out;
+    }
+    Py_ssize_t k = PyNumber_AsSsize_t(key, PyExc_IndexError);
+    if (k == -1 && PyErr_Occurred())
+        return NULL;
+    return LevelRun_item(self, k < 0 ? k + self->n : k);
+}
+
+/* A tuple of the levels (for repr and hash, which are rare). */
+static PyObject *
+run_tuple(LevelRun *self)
+{
+    PyObject *all = PySlice_New(NULL, NULL, NULL);
+    if (all == NULL)
+        return NULL;
+    PyObject *out = LevelRun_subscript(self, all);
+    Py_DECREF(all);
+    return out;
+}
+
+static PyObject *
+LevelRun_repr(LevelRun *self)
+{
+    PyObject *levels = run_tuple(self);
+    if (levels == NULL)
+        return NULL;
+    PyObject *out = PyUnicode_FromFormat("LevelRun(%R)", levels);
+    Py_DECREF(levels);
+    return out;
+}
+
+static Py_hash_t
+LevelRun_hash(LevelRun *self)
+{
+    PyObject *levels = run_tuple(self);
+    if (levels == NULL)
+        return -1;
+    Py_hash_t hash = PyObject_Hash(levels);
+    Py_DECREF(levels);
+    return hash;
+}
+
+static PyObject *
+LevelRun_richcompare(PyObject *a, PyObject *b, int op)
+{
+    if (!Py_IS_TYPE(b, &LevelRunType) || (op != Py_EQ && op != Py_NE))
+        Py_RETURN_NOTIMPLEMENTED;
+    LevelRun *x = (LevelRun *)a, *y = (LevelRun *)b;
+    int equal = x->n == y->n;
+    for (Py_ssize_t k = 0; equal && k < x->n; k++)
+        equal = x->price[k] == y->price[k] && x->qty[k] == y->qty[k];
+    return PyBool_FromLong(op == Py_EQ ? equal : !equal);
+}
+
+static PyObject *
+LevelRun_reduce(LevelRun *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *levels = run_tuple(self);
+    if (levels == NULL)
+        return NULL;
+    return Py_BuildValue("(O(N))", (PyObject *)&LevelRunType, levels);
+}
+
+static PyMethodDef LevelRun_methods[] = {
+    {"__reduce__", (PyCFunction)LevelRun_reduce, METH_NOARGS, "Pickle as the levels."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods LevelRun_as_sequence = {
+    .sq_length = (lenfunc)LevelRun_len,
+    .sq_item = (ssizeargfunc)LevelRun_item,
+};
+
+static PyMappingMethods LevelRun_as_mapping = {
+    .mp_length = (lenfunc)LevelRun_len,
+    .mp_subscript = (binaryfunc)LevelRun_subscript,
+};
+
+static PyTypeObject LevelRunType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "bot._cbook.LevelRun",
+    .tp_doc = PyDoc_STR("LevelRun(levels): an immutable run of (price, qty) book levels."),
+    .tp_basicsize = sizeof(LevelRun),
+    .tp_itemsize = 0,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_SEQUENCE,
+    .tp_new = LevelRun_new,
+    .tp_dealloc = (destructor)LevelRun_dealloc,
+    .tp_repr = (reprfunc)LevelRun_repr,
+    .tp_hash = (hashfunc)LevelRun_hash,
+    .tp_richcompare = LevelRun_richcompare,
+    .tp_methods = LevelRun_methods,
+    .tp_as_sequence = &LevelRun_as_sequence,
+    .tp_as_mapping = &LevelRun_as_mapping,
+};
+
 /* ------------------------------------------------------------------ reading levels */
 
 /* Read one level (a 2-sequence of numbers) into *price, *qty. */
@@ -146,6 +361,16 @@ read_level(PyObject *level, double *price, double *qty)
 static Py_ssize_t
 read_levels(BookSide *self, PyObject *levels)
 {
+    if (Py_IS_TYPE(levels, &LevelRunType)) {
+        LevelRun *run = (LevelRun *)levels;
+        if (grow_tmp(self, run->n) < 0)
+            return -1;
+        for (Py_ssize_t i = 0; i < run->n; i++) {
+            self->tmp_keys[i] = self->sign * run->price[i];
+            self->tmp_qty[i] = run->qty[i];
+        }
+        return run->n;
+    }
     PyObject *fast = PySequence_Fast(levels, "book levels must be a sequence of (price, qty)");
     if (fast == NULL)
         return -1;
@@ -464,8 +689,8 @@ BookSide_get_sign(BookSide *self, void *Py_UNUSED(closure))
     return PyFloat_FromDouble(self->sign);
 }
 
-static PyObject *BookSide_settle_count(BookSide *self, PyObject *const *args,
-                                       Py_ssize_t nargs);
+static PyObject *BookSide_settle_take(BookSide *self, PyObject *const *args,
+                                      Py_ssize_t nargs);
 
 static PyMethodDef BookSide_methods[] = {
     {"update", (PyCFunction)BookSide_update, METH_O,
@@ -482,8 +707,8 @@ static PyMethodDef BookSide_methods[] = {
      "The total quantity at signed prices >= the one given (ascending order sum)."},
     {"top", (PyCFunction)BookSide_top, METH_O,
      "Up to n levels as (price, qty), best first, prices unsigned."},
-    {"settle_count", (PyCFunction)(void (*)(void))BookSide_settle_count, METH_FASTCALL,
-     "Levels of a raw array, nearest first, to book before this side's best is final."},
+    {"settle_take", (PyCFunction)(void (*)(void))BookSide_settle_take, METH_FASTCALL,
+     "The levels of a raw array, nearest first, to book before this side's best is final."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -674,6 +899,13 @@ cbook_level_qty(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
     double price;
     if (as_double(args[1], &price) < 0)
         return NULL;
+    if (Py_IS_TYPE(args[0], &LevelRunType)) {
+        LevelRun *run = (LevelRun *)args[0];
+        for (Py_ssize_t k = run->n - 1; k >= 0; k--)
+            if (run->price[k] == price)
+                return PyFloat_FromDouble(run->qty[k]);
+        Py_RETURN_NONE;
+    }
     PyObject *fast = PySequence_Fast(args[0], "levels must be a sequence of (price, qty)");
     if (fast == NULL)
         return NULL;
@@ -1182,53 +1414,156 @@ cbook_nearest_at_end(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssiz
     return PyBool_FromLong((first_price < last_price) == bids);
 }
 
-/* The walk of BookSide.settle_count over ``keys`` (``n`` signed prices, ascending). */
+/*
+ * The walk of BookSide.settle_take over the raw level array ``data``: reads the levels nearest
+ * the touch first (from the end when from_end) against the side's own levels and keeps those
+ * to book, in walk order, in the side's scratch arrays (prices in tmp_keys). Sets *boundary to
+ * the price of the level next to them and *rest_at to where the rest is cut: the boundary
+ * level's "[" (from the start) or the "," after it (from the end); -1 when no level is left.
+ * Returns how many levels it took, or -1 with ValueError set.
+ *
+ * The stop rule is BookSide.settle_take's (below). Whatever split_levels would check
+ * for that many levels is checked too, the separators and the array's own brackets, so the
+ * result is exactly that of the reference: count levels, then split_levels(text, count).
+ */
 static ALWAYS_INLINE Py_ssize_t
-settle_walk(int kind, const void *data, Py_ssize_t len, int from_end, const double *keys,
-            Py_ssize_t n, double sign)
+settle_take_k(int kind, const void *data, Py_ssize_t len, int from_end, BookSide *self,
+              double *boundary, Py_ssize_t *rest_at)
 {
-    Py_ssize_t j = n - 1; /* the highest stored level no level read has matched */
+#define AT(i) PyUnicode_READ(kind, data, (i))
+#define FAIL(at, what)                                                                          \
+    do {                                                                                        \
+        level_error((at), (what));                                                              \
+        return -1;                                                                              \
+    } while (0)
+    const double *keys = self->keys;
+    double sign = self->sign;
+    Py_ssize_t j = self->n - 1; /* the highest stored level no level read has matched */
     Py_ssize_t count = 0;
-    Py_ssize_t i = from_end ? len : 0;
-    while ((i = next_bracket_k(kind, data, len, i, from_end)) >= 0) {
-        count++;
-        double price, qty;
-        const char *what;
-        if (text_level(kind, data, len, i, &price, &qty, &what) < 0)
-            break;
+    const char *what;
+    *boundary = Py_NAN;
+    *rest_at = -1;
+    Py_ssize_t i = next_bracket_k(kind, data, len, from_end ? len : 0, from_end);
+    if (i < 0)
+        return 0;
+    double price, qty;
+    Py_ssize_t end = text_level(kind, data, len, i, &price, &qty, &what);
+    if (end < 0)
+        FAIL(i, what);
+    /* The array's own bracket at the end read from, checked once a level is taken. */
+    Py_ssize_t bad_at = -1;
+    if (AT(0) != '[')
+        bad_at = 0;
+    else if (from_end ? !closes_at(kind, data, len, skip_ws(kind, data, len, end))
+                      : skip_ws(kind, data, len, 1) != i)
+        bad_at = from_end ? end : 1;
+    Py_ssize_t comma = -1; /* from the end: the "," after the level at i */
+    for (;;) {
         double key = sign * price;
         if (j >= 0 && keys[j] > key) {
-            count--;
+            /* A stored level above this one stays the best: this one is the boundary. */
+            if (count == 0)
+                return 0;
+            if (!from_end) {
+                Py_ssize_t after = skip_ws(kind, data, len, end);
+                if (!(after < len && AT(after) == ',') && !closes_at(kind, data, len, after))
+                    FAIL(after, "expected ',' or ']' and the end");
+            }
+            *boundary = price;
+            *rest_at = from_end ? comma : i;
             break;
         }
         if (j >= 0 && keys[j] == key)
             j--;
-        if (qty > 0.0)
-            break;
+        if (grow_tmp(self, count + 1) < 0)
+            return -1;
+        self->tmp_keys[count] = price;
+        self->tmp_qty[count++] = qty;
+        /* The next level in walk order, and the separator between the two. */
+        Py_ssize_t next, next_end;
+        if (from_end) {
+            next = next_bracket_k(kind, data, len, i, 1);
+            if (next < 0) {
+                if (skip_ws(kind, data, len, 1) != i)
+                    FAIL(1, "expected a level");
+                break; /* every level taken */
+            }
+            double next_price, next_qty;
+            next_end = text_level(kind, data, len, next, &next_price, &next_qty, &what);
+            if (next_end < 0)
+                FAIL(next, what);
+            comma = skip_ws(kind, data, len, next_end);
+            if (!(comma < len && AT(comma) == ',' && skip_ws(kind, data, len, comma + 1) == i))
+                FAIL(next_end, "expected ',' and the next level");
+            if (qty > 0.0) { /* this level is the best now: the next one is the boundary */
+                *boundary = next_price;
+                *rest_at = comma;
+                break;
+            }
+            price = next_price;
+            qty = next_qty;
+        }
+        else {
+            Py_ssize_t sep = skip_ws(kind, data, len, end);
+            if (sep < len && AT(sep) == ',') {
+                next = skip_ws(kind, data, len, sep + 1);
+            }
+            else if (closes_at(kind, data, len, sep)) {
+                break; /* every level taken */
+            }
+            else {
+                FAIL(sep, "expected ',' or ']' and the end");
+            }
+            double next_price, next_qty;
+            next_end = text_level(kind, data, len, next, &next_price, &next_qty, &what);
+            if (next_end < 0)
+                FAIL(next, what);
+            if (qty > 0.0) {
+                Py_ssize_t after = skip_ws(kind, data, len, next_end);
+                if (!(after < len && AT(after) == ',') && !closes_at(kind, data, len, after))
+                    FAIL(after, "expected ',' or ']' and the end");
+                *boundary = next_price;
+                *rest_at = next;
+                break;
+            }
+            price = next_price;
+            qty = next_qty;
+        }
+        i = next;
+        end = next_end;
     }
+    if (bad_at >= 0)
+        FAIL(bad_at, "expected the array's bracket");
     return count;
+#undef FAIL
+#undef AT
 }
 
 /*
- * BookSide.settle_count(text, from_end): how many levels of a raw level array of this side,
- * nearest the touch first (from its end when from_end), must be booked before no further one
- * can change the best level. The levels are read in order against the side's own levels from
- * the best down (signed prices, so "down" is away from the touch on both sides): a stored
- * level above the next level read stays the best, so the walk stops before that level; a
- * level read with a quantity becomes the best, so the walk stops after it; a deletion goes on
- * (it removes the stored level at its price, if any). A level that is not readable counts and
- * stops the walk, so decoding the levels counted raises on it. Exact when the array is sorted
- * nearest first, as a venue sends it; the caller checks the touch afterwards either way.
+ * BookSide.settle_take(text, from_end): take the levels of a raw level array of this side that
+ * must be booked before no further one can change the best level, nearest the touch first
+ * (from its end when from_end). Returns (those levels in array order as a LevelRun, the price
+ * of the boundary level next to them or nan, the rest of the array, raw, starting with the
+ * boundary level, or ""). Nothing is booked. When none is needed: (empty run, nan, text).
+ *
+ * The levels are read in order against the side's own levels from the best down (signed
+ * prices, so "down" is away from the touch on both sides): a stored level above the next
+ * level read stays the best, so the walk stops before that level; a level read with a
+ * quantity becomes the best, so the walk stops after it; a deletion goes on (it removes the
+ * stored level at its price, if any). Exact when the array is sorted nearest first, as a
+ * venue sends it; the caller checks the touch afterwards either way. Raises ValueError where
+ * split_levels would for that many levels (a level read is corrupt, a bad separator or
+ * bracket). Prices and quantities are read once, into C arrays: no Python object per level.
  */
 static PyObject *
-BookSide_settle_count(BookSide *self, PyObject *const *args, Py_ssize_t nargs)
+BookSide_settle_take(BookSide *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "settle_count(text, from_end) takes 2 arguments");
+        PyErr_SetString(PyExc_TypeError, "settle_take(text, from_end) takes 2 arguments");
         return NULL;
     }
     PyObject *text = args[0];
-    if (text_arg(text, "settle_count") < 0)
+    if (text_arg(text, "settle_take") < 0)
         return NULL;
     int from_end = PyObject_IsTrue(args[1]);
     if (from_end < 0)
@@ -1236,10 +1571,82 @@ BookSide_settle_count(BookSide *self, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t len = PyUnicode_GET_LENGTH(text);
     int kind = PyUnicode_KIND(text);
     const void *data = PyUnicode_DATA(text);
-#define SETTLE_WALK(k) settle_walk(k, data, len, from_end, self->keys, self->n, self->sign)
-    Py_ssize_t count = BY_KIND(kind, SETTLE_WALK);
-#undef SETTLE_WALK
-    return PyLong_FromSsize_t(count);
+    double boundary;
+    Py_ssize_t rest_at;
+#define SETTLE_TAKE(k) settle_take_k(k, data, len, from_end, self, &boundary, &rest_at)
+    Py_ssize_t count = BY_KIND(kind, SETTLE_TAKE);
+#undef SETTLE_TAKE
+    if (count < 0)
+        return NULL;
+    PyObject *run = run_from_arrays(self->tmp_keys, self->tmp_qty, count, from_end);
+    if (run == NULL)
+        return NULL;
+    PyObject *rest;
+    if (count == 0) {
+        Py_INCREF(text);
+        rest = text;
+    }
+    else if (rest_at < 0) {
+        rest = PyUnicode_New(0, 127);
+    }
+    else {
+        rest = from_end ? bracketed(text, 0, rest_at, 0) : bracketed(text, rest_at, len, 1);
+    }
+    if (rest == NULL) {
+        Py_DECREF(run);
+        return NULL;
+    }
+    return Py_BuildValue("(NdN)", run, boundary, rest);
+}
+
+/*
+ * parse_run(text): every level of an array, as a LevelRun (what parse_levels reads, with the
+ * same checks, into C arrays instead of tuples).
+ */
+static PyObject *
+cbook_parse_run(PyObject *Py_UNUSED(module), PyObject *text)
+{
+    if (text_arg(text, "parse_run") < 0)
+        return NULL;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(text);
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    if (len == 0 || PyUnicode_READ(kind, data, 0) != '[')
+        return level_error(0, "expected '['");
+    Py_ssize_t n = count_levels(kind, data, len);
+    LevelRun *run = (LevelRun *)run_from_arrays(NULL, NULL, 0, 0);
+    if (run == NULL)
+        return NULL;
+    double *block = PyMem_Realloc(run->price, (size_t)(n ? 2 * n : 1) * sizeof(double));
+    if (block == NULL) {
+        Py_DECREF(run);
+        return PyErr_NoMemory();
+    }
+    run->price = block;
+    run->qty = block + n;
+    Py_ssize_t i = skip_ws(kind, data, len, 1);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (k > 0) {
+            if (i >= len || PyUnicode_READ(kind, data, i) != ',') {
+                Py_DECREF(run);
+                return level_error(i, "expected ','");
+            }
+            i = skip_ws(kind, data, len, i + 1);
+        }
+        const char *what;
+        Py_ssize_t next = text_level(kind, data, len, i, run->price + k, run->qty + k, &what);
+        if (next < 0) {
+            Py_DECREF(run);
+            return level_error(i, what);
+        }
+        i = skip_ws(kind, data, len, next);
+    }
+    run->n = n;
+    if (!closes_at(kind, data, len, i)) {
+        Py_DECREF(run);
+        return level_error(i, "expected ']' and the end");
+    }
+    return (PyObject *)run;
 }
 
 static PyMethodDef cbook_functions[] = {
@@ -1251,6 +1658,8 @@ static PyMethodDef cbook_functions[] = {
      "Levels from one end of a raw level array whose price reaches bound."},
     {"parse_levels", (PyCFunction)cbook_parse_levels, METH_O,
      "Every level of a level array, as a tuple of (price, qty)."},
+    {"parse_run", (PyCFunction)cbook_parse_run, METH_O,
+     "Every level of a level array, as a LevelRun."},
     {"split_levels", (PyCFunction)(void (*)(void))cbook_split_levels, METH_FASTCALL,
      "The count levels at one end of a level array, the boundary price and the raw rest."},
     {"nearest_at_end", (PyCFunction)(void (*)(void))cbook_nearest_at_end, METH_FASTCALL,
@@ -1272,7 +1681,7 @@ static struct PyModuleDef cbook_module = {
 PyMODINIT_FUNC
 PyInit__cbook(void)
 {
-    if (PyType_Ready(&BookSideType) < 0)
+    if (PyType_Ready(&BookSideType) < 0 || PyType_Ready(&LevelRunType) < 0)
         return NULL;
     if (open_bracket == NULL && (open_bracket = PyUnicode_InternFromString("[")) == NULL)
         return NULL;
@@ -1286,6 +1695,12 @@ PyInit__cbook(void)
     Py_INCREF(&BookSideType);
     if (PyModule_AddObject(module, "BookSide", (PyObject *)&BookSideType) < 0) {
         Py_DECREF(&BookSideType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&LevelRunType);
+    if (PyModule_AddObject(module, "LevelRun", (PyObject *)&LevelRunType) < 0) {
+        Py_DECREF(&LevelRunType);
         Py_DECREF(module);
         return NULL;
     }

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from bot.errors import DataError
 from bot.events import BookDelta, BookSnapshot, Level, Side
-from bot.native import cbook, py_settle_count
+from bot.native import cbook, py_settle_take
 
 _INF = float("inf")
 _NAN = float("nan")
@@ -98,11 +98,12 @@ class PyBookSide:
         qty = self.qty
         return [(sign * key, qty[key]) for key in self.keys[-1 : -n - 1 : -1]]
 
-    def settle_count(self, text: str, from_end: bool) -> int:
-        """How many levels of a raw level array of this side, nearest the touch first (from
-        its end when ``from_end``), to book before no further one can change the best level.
+    def settle_take(self, text: str, from_end: bool) -> tuple[Sequence[Level], float, str]:
+        """Split off the levels of a raw level array of this side, nearest the touch first
+        (from its end when ``from_end``), to book before no further one can change the best
+        level: (those levels in array order, the boundary price or nan, the raw rest).
         """
-        return py_settle_count(text, from_end, self.keys, self.sign)
+        return py_settle_take(text, from_end, self.keys, self.sign)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -120,7 +121,7 @@ class SideStore(Protocol):
     def get(self, key: float) -> float: ...
     def qty_from(self, key: float) -> float: ...
     def top(self, n: int) -> list[Level]: ...
-    def settle_count(self, text: str, from_end: bool) -> int: ...
+    def settle_take(self, text: str, from_end: bool) -> tuple[Sequence[Level], float, str]: ...
     def __len__(self) -> int: ...
 
 
@@ -130,7 +131,7 @@ BookSide = cbook.BookSide if cbook is not None else PyBookSide
 COMPILED = BookSide is not PyBookSide
 
 
-def _first_bad_level(levels: tuple[Level, ...]) -> Level | None:
+def _first_bad_level(levels: Sequence[Level]) -> Level | None:
     """Return the first level that must not enter the book, or None when all are good."""
     for level in levels:
         price, qty = level
@@ -261,7 +262,7 @@ class OrderBook:
         # An empty reason would read as "valid", so always keep something to show.
         self._invalid_reason = reason or "invalidated"
 
-    def _validate(self, levels: tuple[Level, ...], side_name: str) -> None:
+    def _validate(self, levels: Sequence[Level], side_name: str) -> None:
         """Raise ``DataError`` (and invalidate) if any level in ``levels`` is corrupt."""
         bad = _first_bad_level(levels)
         if bad is None:
@@ -352,15 +353,21 @@ class OrderBook:
         book_side = self._side(side)
         return book_side.qty_from(book_side.sign * price)
 
-    def settle_count(self, side: Side, text: str, from_end: bool) -> int:
-        """How many levels of a raw level array of ``side``, nearest the touch first (from its
-        end when ``from_end``), to book before no further one can change that side's best.
+    def settle_take(self, side: Side, text: str,
+                    from_end: bool) -> tuple[Sequence[Level], float, str]:
+        """Split off the levels of a raw level array of ``side``, nearest the touch first (from
+        its end when ``from_end``), to book before no further one can change that side's best.
 
         For a parser's deferred levels (``DeepLevels.settle``): exact for an array sorted by
-        price, as venues send them. Only prices and quantities are read, nothing is booked; a
-        level that is not readable is counted, so decoding the counted levels raises on it.
+        price, as venues send them. Nothing is booked. Returns (those levels in array order,
+        the price of the boundary level next to them or nan, the rest of the array, raw,
+        starting with the boundary level or ""); ``((), nan, text)`` when none is needed. The
+        compiled side returns the levels as a ``LevelRun``: read once, no object per level.
+
+        Raises:
+            ValueError: The levels read are corrupt (as ``split_levels`` would raise).
         """
-        return self._side(side).settle_count(text, from_end)
+        return self._side(side).settle_take(text, from_end)
 
     def levels(self, side: Side) -> int:
         """Return the number of price levels on ``side`` (BUY = bids)."""

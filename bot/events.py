@@ -17,6 +17,7 @@ Conventions:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from typing import Protocol
@@ -116,31 +117,38 @@ class BookDelta:
     """Changed levels of the L2 book; a level with quantity 0 is removed.
 
     Quantities are absolute (the new quantity at the price), not increments. ``validated`` as
-    for ``BookSnapshot``.
+    for ``BookSnapshot``. Parsers give tuples; the deep parts of a split update
+    (``DeepLevels``) may hold a compiled ``LevelRun``, a read-only sequence of the same levels.
     """
 
     ts_exchange_ns: int
     ts_local_ns: int
     symbol: str
-    bids: tuple[Level, ...]
-    asks: tuple[Level, ...]
+    bids: Sequence[Level]
+    asks: Sequence[Level]
     sequence: int = 0
     validated: bool = False
 
 
-class SettleCounter(Protocol):
+class SettleBook(Protocol):
     """What ``DeepLevels.settle`` asks of the book (``bot.book.OrderBook`` is one)."""
 
-    def settle_count(self, side: Side, text: str, from_end: bool) -> int:
-        """How many levels of a raw level array of ``side``, nearest the touch first, to book
-        before no further one can change that side's best level."""
+    def settle_take(self, side: Side, text: str,
+                    from_end: bool) -> tuple[Sequence[Level], float, str]:
+        """Split off the levels of a raw level array of ``side``, nearest the touch first, to
+        book before no further one can change that side's best level: (those levels in array
+        order, the boundary price or nan, the raw rest); ``((), nan, text)`` for none.
+
+        Raises:
+            ValueError: Those levels are corrupt.
+        """
         ...
 
 
 class DeepLevels(Protocol):
     """The deferred levels of a ``DeferredBookDelta``, decoded on demand, nearest first."""
 
-    def settle(self, book: SettleCounter) -> tuple[BookDelta, float, float]:
+    def settle(self, book: SettleBook) -> tuple[BookDelta, float, float]:
         """Decode exactly the deferred levels ``book`` needs before its touch is final.
 
         ``book`` already holds the near levels. Once the levels returned are booked as well,

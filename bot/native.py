@@ -206,13 +206,13 @@ def py_nearest_at_end(text: str, bids: bool) -> bool:
 def py_settle_count(text: str, from_end: bool, keys: Sequence[float], sign: float) -> int:
     """Count the levels of a raw level array to book before a side's best level is final.
 
-    The reference of ``BookSide.settle_count``. ``keys`` are the side's signed prices in
-    ascending order (``sign`` * price; the best is last). The levels are read nearest the
-    touch first (from the end when ``from_end``) against the stored ones from the best down: a
-    stored level above the next level read stays the best (stop before that level); a level
-    read with a quantity becomes the best (stop after it); a deletion goes on, removing the
-    stored level at its price if there is one. A level that is not readable counts and stops
-    the walk, so decoding the counted levels raises on it.
+    How many levels ``BookSide.settle_take`` takes (see ``py_settle_take``). ``keys`` are the
+    side's signed prices in ascending order (``sign`` * price; the best is last). The levels
+    are read nearest the touch first (from the end when ``from_end``) against the stored ones
+    from the best down: a stored level above the next level read stays the best (stop before
+    that level); a level read with a quantity becomes the best (stop after it); a deletion
+    goes on, removing the stored level at its price if there is one. A level that is not
+    readable counts and stops the walk, so decoding the counted levels raises on it.
     """
     j = len(keys) - 1  # the highest stored level no level read has matched
     count = 0
@@ -233,6 +233,23 @@ def py_settle_count(text: str, from_end: bool, keys: Sequence[float], sign: floa
             j -= 1
         if qty > 0.0:
             return count
+
+
+def py_settle_take(text: str, from_end: bool, keys: Sequence[float],
+                   sign: float) -> tuple[tuple[Level, ...], float, str]:
+    """Take the levels of a raw level array to book before a side's best level is final.
+
+    The reference of ``BookSide.settle_take``: the ``py_settle_count`` levels, split off as
+    ``py_split_levels`` does (those levels in array order, the boundary price, the raw rest);
+    ``((), nan, text)`` when none is needed.
+
+    Raises:
+        ValueError: What ``py_split_levels`` reads for that many levels is corrupt.
+    """
+    count = py_settle_count(text, from_end, keys, sign)
+    if not count:
+        return (), math.nan, text
+    return py_split_levels(text, count, from_end)
 
 
 def py_level_qty(levels: Sequence[Level], price: float) -> float | None:
@@ -260,6 +277,9 @@ count_through: Callable[[str, float, bool, bool], int] = (
     cbook.count_through if cbook is not None else py_count_through)
 parse_levels: Callable[[str], tuple[Level, ...]] = (
     cbook.parse_levels if cbook is not None else py_parse_levels)
+# Every level as a compiled LevelRun (no Python object per level), else as a tuple.
+parse_run: Callable[[str], Sequence[Level]] = (
+    cbook.parse_run if cbook is not None else py_parse_levels)
 split_levels: Callable[[str, int, bool], tuple[tuple[Level, ...], float, str]] = (
     cbook.split_levels if cbook is not None else py_split_levels)
 nearest_at_end: Callable[[str, bool], bool] = (

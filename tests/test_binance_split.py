@@ -79,7 +79,8 @@ def test_deep_levels_come_nearest_first_and_then_the_rest(shared_data: Path) -> 
     assert part.bids == () and part.asks == whole.asks[NEAR:NEAR + 64]
     assert bid_max == whole.bids[-NEAR - 11][0] and ask_min == whole.asks[NEAR + 64][0]
     rest = ours.deep.rest()
-    assert rest.bids == whole.bids[:-NEAR - 10] and rest.asks == whole.asks[NEAR + 64:]
+    assert tuple(rest.bids) == whole.bids[:-NEAR - 10]
+    assert tuple(rest.asks) == whole.asks[NEAR + 64:]
     assert ours.deep.rest() == BookDelta(rest.ts_exchange_ns, rest.ts_local_ns, "BTCUSDT", (),
                                          (), rest.sequence, True)
 

@@ -502,7 +502,7 @@ def test_numbers_read_exactly_as_float_does(number: str) -> None:
     assert _cbook.parse_levels(text) == py_parse_levels(text) == ((expected, expected),)
 
 
-# ------------------------------------------------------------------ settle_count
+# ------------------------------------------------------------------ settle_take
 
 def _wire(levels: list[Level]) -> str:
     return "[" + ",".join(f'["{p!r}","{q!r}"]' for p, q in levels) + "]"
@@ -531,6 +531,19 @@ def brute_settle_count(stored: list[Level], nearest_first: list[Level], sign: fl
     raise AssertionError("unreachable")
 
 
+def both_sides(sign: float, stored: list[Level]) -> list[Any]:
+    sides: list[Any] = [PyBookSide(sign)] + ([CBookSide(sign)] if CBookSide is not None else [])
+    for side in sides:
+        side.replace(stored)
+    return sides
+
+
+def taken(side: Any, text: str, at_end: bool) -> tuple[tuple[Level, ...], Any, str]:
+    """``settle_take``'s result made comparable: the levels as a tuple, nan as a marker."""
+    levels, boundary, rest = side.settle_take(text, at_end)
+    return tuple(levels), "nan" if math.isnan(boundary) else boundary, rest
+
+
 settle_prices = st.integers(1, 30).map(lambda i: round(100.0 + i * 0.5, 1))
 
 
@@ -540,53 +553,101 @@ settle_prices = st.integers(1, 30).map(lambda i: round(100.0 + i * 0.5, 1))
        deferred=st.lists(st.tuples(settle_prices, st.sampled_from([0.0, 0.0, 0.0, 1.5])),
                          max_size=20, unique_by=lambda level: level[0]),
        at_end=st.booleans())
-def test_settle_count_is_the_fewest_levels_that_make_the_touch_final(
+def test_settle_take_takes_the_fewest_levels_that_make_the_touch_final(
     sign: float, stored: list[Level], deferred: list[Level], at_end: bool
 ) -> None:
+    from bot.native import py_split_levels
+
     # Deferred levels as a venue sends a side: sorted by price, nearest the touch first.
     nearest_first = sorted(deferred, key=lambda level: -sign * level[0])
-    text = _wire(nearest_first[::-1] if at_end else nearest_first)
+    wire = nearest_first[::-1] if at_end else nearest_first
+    text = _wire(wire)
     want = brute_settle_count(stored, nearest_first, sign)
-    sides: list[Any] = [PyBookSide(sign)] + ([CBookSide(sign)] if CBookSide is not None else [])
-    for side in sides:
-        side.replace(stored)
-        assert side.settle_count(text, at_end) == want, type(side)
+    split = py_split_levels(text, want, at_end) if want else ((), NAN, text)
+    expected = split[0], "nan" if math.isnan(split[1]) else split[1], split[2]
+    for side in both_sides(sign, stored):
+        assert taken(side, text, at_end) == expected, type(side)
+        # Booking the levels taken gives the touch booking every level gives.
+        levels = side.settle_take(text, at_end)[0]
+        side.update(levels)
+        final = type(side)(sign)
+        final.replace(stored)
+        final.update(wire)
+        assert (side.best(), side.best_qty()) == (final.best(), final.best_qty()) or (
+            math.isnan(side.best()) and math.isnan(final.best()))
+
+
+@st.composite
+def settle_texts(draw: st.DrawFn) -> str:
+    """Arrays of the settle prices (so they meet the stored levels), some corrupted."""
+    levels = draw(st.lists(st.tuples(settle_prices, st.sampled_from(["0", "0", "0", "1.5"])),
+                           max_size=10, unique_by=lambda level: level[0]))
+    levels.sort(reverse=draw(st.booleans()))
+    ws = st.sampled_from(["", "", "", " ", "\n\t"])
+    sep = st.sampled_from([",", ",", ",", ",", " , ", ",,", "", "x"])
+    parts = [f'[{draw(ws)}"{price!r}"{draw(ws)},{draw(ws)}"{qty}"{draw(ws)}]'
+             for price, qty in levels]
+    body = "".join(part + (draw(sep) if k < len(parts) - 1 else "")
+                   for k, part in enumerate(parts))
+    text = draw(st.sampled_from(["[", "[", "[", "[ ", "", "x["])) + body
+    text += draw(st.sampled_from(["]", "]", "]", "] ", "]x", ",]", ""]))
+    if draw(st.integers(0, 2)) == 0 and text:  # a random character overwritten
+        at = draw(st.integers(0, len(text) - 1))
+        text = text[:at] + draw(st.sampled_from(list('[]",.0e- x'))) + text[at + 1:]
+    if draw(st.integers(0, 5)) == 0:  # a wide character somewhere: not ASCII any more
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(st.sampled_from(["\u20ac", "\U0001f600"])) + text[at:]
+    return text
 
 
 @needs_c
-@settings(max_examples=800, deadline=None)
+@settings(max_examples=2500, deadline=None)
 @given(sign=st.sampled_from([1.0, -1.0]),
        stored=st.lists(st.tuples(settle_prices, st.sampled_from([1.0, 2.5])), max_size=12),
-       text=st.one_of(level_texts(), st.text(alphabet=TEXT_CHARS, max_size=40)),
+       text=st.one_of(settle_texts(), level_texts(), st.text(alphabet=TEXT_CHARS, max_size=40)),
        at_end=st.booleans())
-def test_settle_count_matches_the_reference_on_any_text(
+def test_settle_take_matches_the_reference_on_any_text(
     sign: float, stored: list[Level], text: str, at_end: bool
 ) -> None:
-    ref, fast = PyBookSide(sign), CBookSide(sign)
-    ref.replace(stored)
-    fast.replace(stored)
-    assert fast.settle_count(text, at_end) == ref.settle_count(text, at_end)
+    # The compiled walk reads each level once and checks the structure as it goes; the
+    # reference counts the levels (py_settle_count), then splits them off (split_levels).
+    ref, fast = both_sides(sign, stored)
+    assert outcome(lambda: taken(fast, text, at_end)) == outcome(lambda: taken(ref, text, at_end))
 
 
-def test_settle_count_counts_an_unreadable_level_and_stops_there() -> None:
-    sides: list[Any] = [PyBookSide(1.0)] + ([CBookSide(1.0)] if CBookSide is not None else [])
-    for side in sides:
-        side.replace([(99.0, 1.0), (98.0, 1.0), (97.0, 1.0)])
-        # Deletions of 100 and 99, then a corrupt level: counted, so decoding raises on it.
-        assert side.settle_count('[["100","0"],["99","0"],["x","1"],["97","1"]]', False) == 3
-        # Nothing deferred reaches the best bid: none is needed.
-        assert side.settle_count('[["98.5","0"],["98","0"]]', False) == 0
-        # A new level above the best is the best at once.
-        assert side.settle_count('[["101","2"],["98","0"]]', False) == 1
+def test_settle_take_stops_where_the_touch_is_final_and_raises_on_what_it_reads() -> None:
+    for side in both_sides(1.0, [(99.0, 1.0), (98.0, 1.0), (97.0, 1.0)]):
+        # Deletions of 100 and 99, then a corrupt level: the walk reads it, so it raises.
+        with pytest.raises(ValueError):
+            side.settle_take('[["100","0"],["99","0"],["x","1"],["97","1"]]', False)
+        # Nothing deferred reaches the best bid: none is taken, the text is left whole.
+        text = '[["98.5","0"],["98","0"]]'
+        assert taken(side, text, False) == ((), "nan", text)
+        # A new level above the best is the best at once; the next level is the boundary.
+        assert taken(side, '[["101","2"],["98","0"]]', False) == (
+            ((101.0, 2.0),), 98.0, '[["98","0"]]')
         # Deleting the best and the next: the walk stops at the first stored level it spares.
-        assert side.settle_count('[["99","0"],["98","0"],["96.5","0"]]', False) == 2
-        assert side.settle_count('[["96.5","0"],["98","0"],["99","0"]]', True) == 2
-        # Deleting what is not stored goes on too.
-        assert side.settle_count('[["99","0"],["98.5","0"],["98","0"],["96","0"]]', False) == 3
-        assert side.settle_count("", True) == 0
+        assert taken(side, '[["99","0"],["98","0"],["96.5","0"]]', False) == (
+            ((99.0, 0.0), (98.0, 0.0)), 96.5, '[["96.5","0"]]')
+        assert taken(side, '[["96.5","0"] , ["98","0"],["99","0"]]', True) == (
+            ((98.0, 0.0), (99.0, 0.0)), 96.5, '[["96.5","0"] ]')
+        # Deleting what is not stored goes on too; every level taken leaves nothing.
+        assert taken(side, '[["99","0"],["98.5","0"],["98","0"],["96","0"]]', False) == (
+            ((99.0, 0.0), (98.5, 0.0), (98.0, 0.0)), 96.0, '[["96","0"]]')
+        assert taken(side, '[["99","0"],["98","0"],["97","0"]]', False) == (
+            ((99.0, 0.0), (98.0, 0.0), (97.0, 0.0)), "nan", "")
+        assert taken(side, "", True) == ((), "nan", "")
+        # A bad separator among the levels taken and the boundary raises, as split_levels
+        # does; one further on is left in the raw rest.
+        with pytest.raises(ValueError):
+            side.settle_take('[["99","0"] ["98","0"],["96","0"]]', False)
+        with pytest.raises(ValueError):
+            side.settle_take('[["101","1"],["98","0"] ["97","0"]]', False)
+        assert taken(side, '[["101","1"],["98","0"],["97","0"] ["96","0"]]', False) == (
+            ((101.0, 1.0),), 98.0, '[["98","0"],["97","0"] ["96","0"]]')
         empty = type(side)(-1.0)
         # An empty side: deletions go on until a level with a quantity.
-        assert empty.settle_count('[["100","0"],["101","3"],["102","1"]]', False) == 2
+        assert len(empty.settle_take('[["100","0"],["101","3"],["102","1"]]', False)[0]) == 2
 
 
 @needs_c
@@ -606,10 +667,68 @@ def test_wide_strings_read_like_ascii_ones(wide: str) -> None:
     side = CBookSide(1.0)
     side.replace([(61800.2, 1.0), (61800.0, 4.0)])
     # Deletes the best, a level not stored and the next stored one; the walk ends at 61799.9
-    # (with a quantity): four levels, as the ASCII text and the reference give.
-    assert side.settle_count(text, False) == side.settle_count(ascii_text, False) == 4
+    # (with a quantity): four levels, as the ASCII text and the reference give. The boundary
+    # level after them is read too.
+    wide_text = ascii_text[:-1] + ',["61799.8","1"],"' + wide + '"]'
+    ascii_text = ascii_text[:-1] + ',["61799.8","1"]]'
+    assert len(side.settle_take(wide_text, False)[0]) == 4
+    assert taken(side, wide_text, False)[:2] == taken(side, ascii_text, False)[:2]
+    assert taken(side, wide_text, False)[1:] == (61799.8, '[["61799.8","1"],"' + wide + '"]')
     ref = PyBookSide(1.0)
     ref.replace([(61800.2, 1.0), (61800.0, 4.0)])
-    assert ref.settle_count(text, False) == 4
+    assert taken(ref, wide_text, False) == taken(side, wide_text, False)
     with pytest.raises(ValueError):
         _cbook.parse_levels(text)
+
+
+# ------------------------------------------------------------------ LevelRun
+
+@needs_c
+@settings(max_examples=300, deadline=None)
+@given(levels=st.lists(st.tuples(prices, st.sampled_from([0.0, 1.0, 2.5, 0.125])),
+                       max_size=30),
+       sign=st.sampled_from([1.0, -1.0]), index=st.integers(-35, 35),
+       window=st.tuples(st.none() | st.integers(-35, 35), st.none() | st.integers(-35, 35),
+                        st.none() | st.sampled_from([1, 2, -1, -3])))
+def test_a_level_run_reads_as_its_levels_do(levels: list[Level], sign: float, index: int,
+                                           window: tuple[int | None, ...]) -> None:
+    import pickle
+
+    from bot import _cbook
+
+    as_tuple = tuple(levels)
+    run = _cbook.LevelRun(levels)
+    assert len(run) == len(as_tuple) and bool(run) == bool(as_tuple)
+    assert tuple(run) == as_tuple and list(reversed(run)) == list(reversed(as_tuple))
+    assert run[slice(*window)] == as_tuple[slice(*window)]
+    if -len(as_tuple) <= index < len(as_tuple):
+        assert run[index] == as_tuple[index]
+    else:
+        with pytest.raises(IndexError):
+            run[index]
+    assert run == _cbook.LevelRun(as_tuple) and hash(run) == hash(_cbook.LevelRun(as_tuple))
+    assert run != as_tuple  # a run equals runs only
+    assert repr(run) == f"LevelRun({as_tuple!r})"
+    assert pickle.loads(pickle.dumps(run)) == run
+    # The book side and level_qty read a run as they read the tuple.
+    stored = [(100.0 + i, 1.0) for i in range(0, 40, 3)]
+    a, b = CBookSide(sign), CBookSide(sign)
+    a.replace(stored)
+    b.replace(stored)
+    a.update(run)
+    b.update(as_tuple)
+    assert a.top(100) == b.top(100)
+    for price in {p for p, _ in levels} | {99.0}:
+        assert _cbook.level_qty(run, price) == _cbook.level_qty(as_tuple, price)
+
+
+@needs_c
+@settings(max_examples=800, deadline=None)
+@given(text=st.one_of(level_texts(), st.text(alphabet=TEXT_CHARS, max_size=40)))
+def test_parse_run_reads_what_parse_levels_reads(text: str) -> None:
+    from bot import _cbook
+
+    def run_levels() -> tuple[Level, ...]:
+        return tuple(_cbook.parse_run(text))
+
+    assert outcome(run_levels) == outcome(lambda: _cbook.parse_levels(text))

@@ -18,7 +18,7 @@ from bot.events import (
     Level,
     MarketEvent,
     PlaceOrder,
-    SettleCounter,
+    SettleBook,
     Side,
 )
 from tests.test_cbook import brute_settle_count
@@ -40,10 +40,10 @@ class ListDeep:
         self.calls: list[str] = []
         self.near = delta([], [])
 
-    def settle(self, book: SettleCounter) -> tuple[BookDelta, float, float]:
+    def settle(self, book: SettleBook) -> tuple[BookDelta, float, float]:
         """Hand out the fewest nearest levels after which the book's touch is final.
 
-        Found by brute force on a copy of the book, independently of ``settle_count``.
+        Found by brute force on a copy of the book, independently of ``settle_take``.
         """
         self.calls.append("settle")
         if self.corrupt:
@@ -86,7 +86,7 @@ class ListDeep:
     def whole(self) -> BookDelta:
         near = self.near
         rest = self.rest()
-        return delta(list(rest.bids + near.bids), list(near.asks + rest.asks))
+        return delta([*rest.bids, *near.bids], [*near.asks, *rest.asks])
 
 
 def delta(bids: list[Level], asks: list[Level], ts_s: float = 2.0) -> BookDelta:
