@@ -1231,13 +1231,40 @@ text_arg(PyObject *text, const char *name)
     return 0;
 }
 
-/* The whole array as a tuple of levels; NULL on an error. */
-static PyObject *
-parse_all(PyObject *text)
+/*
+ * The optional (start, stop) of a reader's text at args[at], args[at + 1]: the level array is
+ * text[start:stop] (the whole text when absent), read in place. Sets *data and *len to the
+ * region's first character and length. Returns -1 with an exception set when out of range.
+ */
+static int
+text_region(PyObject *text, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t at,
+            Py_ssize_t *start, const void **data, Py_ssize_t *len)
 {
-    Py_ssize_t len = PyUnicode_GET_LENGTH(text);
-    int kind = PyUnicode_KIND(text);
-    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t size = PyUnicode_GET_LENGTH(text);
+    Py_ssize_t stop = size;
+    *start = 0;
+    if (nargs > at) {
+        *start = PyNumber_AsSsize_t(args[at], PyExc_OverflowError);
+        if (*start == -1 && PyErr_Occurred())
+            return -1;
+        stop = PyNumber_AsSsize_t(args[at + 1], PyExc_OverflowError);
+        if (stop == -1 && PyErr_Occurred())
+            return -1;
+        if (!(0 <= *start && *start <= stop && stop <= size)) {
+            PyErr_Format(PyExc_ValueError, "region %zd:%zd is not within the text (%zd)",
+                         *start, stop, size);
+            return -1;
+        }
+    }
+    *data = (const char *)PyUnicode_DATA(text) + *start * PyUnicode_KIND(text);
+    *len = stop - *start;
+    return 0;
+}
+
+/* The whole array (``len`` characters at ``data``) as a tuple of levels; NULL on an error. */
+static PyObject *
+parse_region(int kind, const void *data, Py_ssize_t len)
+{
     if (len == 0 || PyUnicode_READ(kind, data, 0) != '[')
         return level_error(0, "expected '['");
     Py_ssize_t n = count_levels(kind, data, len);
@@ -1248,6 +1275,12 @@ parse_all(PyObject *text)
         return level_error(end, "expected ']' and the end");
     }
     return levels;
+}
+
+static PyObject *
+parse_all(PyObject *text)
+{
+    return parse_region(PyUnicode_KIND(text), PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text));
 }
 
 /* parse_levels(text): every level of an array, as a tuple of (price, qty). */
@@ -1285,16 +1318,18 @@ bracketed(PyObject *text, Py_ssize_t start, Py_ssize_t stop, int open)
 }
 
 /*
- * split_levels(text, count, at_end): the ``count`` levels at the end (at_end) or the start of
- * an array, read now, and the rest left raw. Returns (levels in array order, the price of the
- * boundary level next to them (nan if none), the rest as an array that starts with the
- * boundary level ("" if none)). With fewer than count + 1 levels, all are read and checked.
+ * split_levels(text, count, at_end[, start, stop]): the ``count`` levels at the end (at_end) or
+ * the start of an array (text[start:stop], read in place), read now, and the rest left raw.
+ * Returns (levels in array order, the price of the boundary level next to them (nan if none),
+ * the rest as an array that starts with the boundary level ("" if none)). With fewer than
+ * count + 1 levels, all are read and checked.
  */
 static PyObject *
 cbook_split_levels(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "split_levels(text, count, at_end) takes 3 arguments");
+    if (nargs != 3 && nargs != 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "split_levels(text, count, at_end[, start, stop]) takes 3 or 5 arguments");
         return NULL;
     }
     PyObject *text = args[0];
@@ -1310,16 +1345,18 @@ cbook_split_levels(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_
     int at_end = PyObject_IsTrue(args[2]);
     if (at_end < 0)
         return NULL;
-    Py_ssize_t len = PyUnicode_GET_LENGTH(text);
+    Py_ssize_t base, len;
+    const void *data;
+    if (text_region(text, args, nargs, 3, &base, &data, &len) < 0)
+        return NULL;
     int kind = PyUnicode_KIND(text);
-    const void *data = PyUnicode_DATA(text);
     if (len == 0 || PyUnicode_READ(kind, data, 0) != '[')
         return level_error(0, "expected '['");
     Py_ssize_t start = at_end ? len : 0;
     for (Py_ssize_t k = 0; k <= count && start >= 0; k++)
         start = next_bracket(kind, data, len, start, at_end);
     if (start < 0) {
-        PyObject *levels = parse_all(text);
+        PyObject *levels = parse_region(kind, data, len);
         if (levels == NULL)
             return NULL;
         return Py_BuildValue("(Nds)", levels, Py_NAN, "");
@@ -1349,11 +1386,14 @@ cbook_split_levels(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_
                 cut--;
             if (cut > 0 && PyUnicode_READ(kind, data, cut - 1) == ',')
                 cut--;
-            rest = bracketed(text, 0, cut, 0);
+            rest = bracketed(text, base, base + cut, 0);
         }
-        else {
+        else if (base == 0 && len == PyUnicode_GET_LENGTH(text)) {
             Py_INCREF(text);
             rest = text;
+        }
+        else {
+            rest = PyUnicode_Substring(text, base, base + len);
         }
     }
     else {
@@ -1371,7 +1411,7 @@ cbook_split_levels(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_
         Py_DECREF(levels);
         if (near == NULL)
             return NULL;
-        rest = bracketed(text, start, len, 1);
+        rest = bracketed(text, base + start, base + len, 1);
     }
     if (rest == NULL) {
         Py_DECREF(near);
@@ -1381,15 +1421,16 @@ cbook_split_levels(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_
 }
 
 /*
- * nearest_at_end(text, bids): whether the levels of a side nearest the touch come last in its
- * array, from the prices of its two end levels (the highest bid, the lowest ask is nearest);
+ * nearest_at_end(text, bids[, start, stop]): whether the levels of a side nearest the touch come
+ * last in its array (text[start:stop]), from the prices of its two end levels (the highest bid, the lowest ask is nearest);
  * True with fewer than two levels. Raises ValueError when an end level is corrupt.
  */
 static PyObject *
 cbook_nearest_at_end(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "nearest_at_end(text, bids) takes 2 arguments");
+    if (nargs != 2 && nargs != 4) {
+        PyErr_SetString(PyExc_TypeError,
+                        "nearest_at_end(text, bids[, start, stop]) takes 2 or 4 arguments");
         return NULL;
     }
     PyObject *text = args[0];
@@ -1398,9 +1439,11 @@ cbook_nearest_at_end(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssiz
     int bids = PyObject_IsTrue(args[1]);
     if (bids < 0)
         return NULL;
-    Py_ssize_t len = PyUnicode_GET_LENGTH(text);
+    Py_ssize_t base, len;
+    const void *data;
+    if (text_region(text, args, nargs, 2, &base, &data, &len) < 0)
+        return NULL;
     int kind = PyUnicode_KIND(text);
-    const void *data = PyUnicode_DATA(text);
     Py_ssize_t first = next_bracket(kind, data, len, 0, 0);
     Py_ssize_t last = next_bracket(kind, data, len, len, 1);
     if (first < 0 || last == first)

@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from types import ModuleType
+from typing import Protocol
 
 Level = tuple[float, float]
 
@@ -152,8 +153,22 @@ def py_parse_levels(text: str) -> tuple[Level, ...]:
     return levels
 
 
-def py_split_levels(text: str, count: int, at_end: bool) -> tuple[tuple[Level, ...], float, str]:
+def _region(text: str, start: int, stop: int | None) -> str:
+    """``text[start:stop]``, the level array a reader was given (the whole text by default)."""
+    if start == 0 and stop is None:
+        return text
+    end = len(text) if stop is None else stop
+    if not 0 <= start <= end <= len(text):
+        raise ValueError(f"region {start}:{end} is not within the text ({len(text)})")
+    return text[start:end]
+
+
+def py_split_levels(text: str, count: int, at_end: bool, start: int = 0,
+                    stop: int | None = None) -> tuple[tuple[Level, ...], float, str]:
     """Read the ``count`` levels at the end (``at_end``) or the start of a level array.
+
+    The array is ``text[start:stop]`` (the whole text by default; the compiled reader reads
+    it in place, with no copy).
 
     Returns those levels in array order, the price of the boundary level next to them (nan if
     there is none) and the rest of the array, raw, starting with the boundary level ("" if
@@ -165,6 +180,7 @@ def py_split_levels(text: str, count: int, at_end: bool) -> tuple[tuple[Level, .
     """
     if count < 0:
         raise ValueError("split_levels: count must be >= 0")
+    text = _region(text, start, stop)
     if not text.startswith("["):
         raise _level_error(0, "expected '['")
     start = py_nth_bracket(text, count + 1, at_end)
@@ -186,8 +202,10 @@ def py_split_levels(text: str, count: int, at_end: bool) -> tuple[tuple[Level, .
     return levels[:-1], levels[-1][0], "[" + text[start:]
 
 
-def py_nearest_at_end(text: str, bids: bool) -> bool:
+def py_nearest_at_end(text: str, bids: bool, start: int = 0, stop: int | None = None) -> bool:
     """Tell from its two end levels whether a side's levels nearest the touch come last.
+
+    The array is ``text[start:stop]`` (the whole text by default).
 
     Binance sorts every side by price, but not the same way everywhere (spot bids descend,
     futures bids ascend): the highest bid, or the lowest ask, is nearest the touch. True with
@@ -196,6 +214,7 @@ def py_nearest_at_end(text: str, bids: bool) -> bool:
     Raises:
         ValueError: An end level is corrupt.
     """
+    text = _region(text, start, stop)
     first = text.find("[", 1)
     last = text.rfind("[", 1)
     if first < 0 or last == first:
@@ -280,7 +299,17 @@ parse_levels: Callable[[str], tuple[Level, ...]] = (
 # Every level as a compiled LevelRun (no Python object per level), else as a tuple.
 parse_run: Callable[[str], Sequence[Level]] = (
     cbook.parse_run if cbook is not None else py_parse_levels)
-split_levels: Callable[[str, int, bool], tuple[tuple[Level, ...], float, str]] = (
-    cbook.split_levels if cbook is not None else py_split_levels)
-nearest_at_end: Callable[[str, bool], bool] = (
+
+
+class _SplitLevels(Protocol):
+    def __call__(self, text: str, count: int, at_end: bool, start: int = ...,
+                 stop: int = ..., /) -> tuple[tuple[Level, ...], float, str]: ...
+
+
+class _NearestAtEnd(Protocol):
+    def __call__(self, text: str, bids: bool, start: int = ..., stop: int = ..., /) -> bool: ...
+
+
+split_levels: _SplitLevels = cbook.split_levels if cbook is not None else py_split_levels
+nearest_at_end: _NearestAtEnd = (
     cbook.nearest_at_end if cbook is not None else py_nearest_at_end)

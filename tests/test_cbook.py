@@ -390,6 +390,32 @@ def test_level_readers_match_the_reference(text: str, count: int, flag: bool) ->
             == outcome(lambda: py_nearest_at_end(text, flag)))
 
 
+@needs_c
+@settings(max_examples=800, deadline=None)
+@given(text=st.one_of(level_texts(), st.text(alphabet=TEXT_CHARS, max_size=40)),
+       head=st.text(alphabet=TEXT_CHARS, max_size=6), tail=st.text(alphabet=TEXT_CHARS, max_size=6),
+       count=st.integers(0, 5), flag=st.booleans())
+def test_readers_read_a_region_in_place_as_its_slice(text: str, head: str, tail: str,
+                                                    count: int, flag: bool) -> None:
+    # The parser hands the level arrays over as spans of the frame: reading text[start:stop]
+    # in place must give what reading the slice gives, errors included.
+    from bot import _cbook
+    from bot.native import py_nearest_at_end, py_split_levels
+
+    frame, start, stop = head + text + tail, len(head), len(head) + len(text)
+    split_want = outcome(lambda: _cbook.split_levels(text, count, flag))
+    assert outcome(lambda: _cbook.split_levels(frame, count, flag, start, stop)) == split_want
+    assert outcome(lambda: py_split_levels(frame, count, flag, start, stop)) == split_want
+    nearest_want = outcome(lambda: _cbook.nearest_at_end(text, flag))
+    assert outcome(lambda: _cbook.nearest_at_end(frame, flag, start, stop)) == nearest_want
+    assert outcome(lambda: py_nearest_at_end(frame, flag, start, stop)) == nearest_want
+    for bad in ((-1, stop), (start, len(frame) + 1), (stop + 1, stop)):
+        with pytest.raises(ValueError):
+            _cbook.split_levels(frame, count, flag, *bad)
+        with pytest.raises(ValueError):
+            py_split_levels(frame, count, flag, *bad)
+
+
 wire_levels = st.lists(
     st.tuples(st.decimals(min_value="0.01", max_value=100_000, places=2),
               st.sampled_from(["0", "0.000", "1.5", "3", "0.001", "12.25"])),
