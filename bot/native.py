@@ -11,11 +11,22 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Protocol
 
 Level = tuple[float, float]
+
+
+def _level_starts(text: str, from_end: bool) -> Iterator[int]:
+    """The index of each "[" of ``text[1:]``, from the end (``from_end``) or the start: in a
+    level array, which holds only decimal strings, the start of each level in turn."""
+    index = len(text) if from_end else 0
+    while True:
+        index = text.rfind("[", 1, index) if from_end else text.find("[", index + 1)
+        if index < 0:
+            return
+        yield index
 
 
 def py_nth_bracket(text: str, n: int, from_end: bool) -> int:
@@ -24,12 +35,10 @@ def py_nth_bracket(text: str, n: int, from_end: bool) -> int:
     A level array holds only decimal strings, so every "[" after the outer one opens a level:
     this finds where the ``n``-th level from either end starts.
     """
-    index = len(text) if from_end else 0
-    for _ in range(n):
-        index = text.rfind("[", 1, index) if from_end else text.find("[", index + 1)
-        if index < 0:
-            return -1
-    return index if n >= 1 else -1
+    for k, index in enumerate(_level_starts(text, from_end), 1):
+        if k == n:
+            return index
+    return -1
 
 
 _DIGITS = frozenset("0123456789.")
@@ -66,17 +75,14 @@ def py_count_through(text: str, bound: float, from_end: bool, above: bool) -> in
     levels raises on it. The parser asks how many deferred levels can reach the touch.
     """
     count = 0
-    index = len(text) if from_end else 0
-    while True:
-        index = text.rfind("[", 1, index) if from_end else text.find("[", index + 1)
-        if index < 0:
-            return count
+    for index in _level_starts(text, from_end):
         count += 1
         price = _raw_price(text, index)
         if price is None:
             return count
         if not (price >= bound if above else price <= bound):
             return count - 1
+    return count
 
 
 # Strict reading of level arrays: [["61800.20","2.909"],["61800.10","0.696"]]. A level is
@@ -235,11 +241,7 @@ def py_settle_count(text: str, from_end: bool, keys: Sequence[float], sign: floa
     """
     j = len(keys) - 1  # the highest stored level no level read has matched
     count = 0
-    index = len(text) if from_end else 0
-    while True:
-        index = text.rfind("[", 1, index) if from_end else text.find("[", index + 1)
-        if index < 0:
-            return count
+    for index in _level_starts(text, from_end):
         count += 1
         try:
             price, qty, _ = py_read_level(text, index)
@@ -252,6 +254,7 @@ def py_settle_count(text: str, from_end: bool, keys: Sequence[float], sign: floa
             j -= 1
         if qty > 0.0:
             return count
+    return count
 
 
 def py_settle_take(text: str, from_end: bool, keys: Sequence[float],
