@@ -1004,6 +1004,46 @@ read_number(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, double *va
     int quoted = i < len && PyUnicode_READ(kind, data, i) == '"';
     if (quoted)
         i++;
+    {
+        /*
+         * The common shape first, in one tight pass with nothing copied: [-]int[.frac] of at
+         * most 19 digits in all (so the mantissa cannot overflow), no exponent. Anything else
+         * is read again from ``i`` by the general reader below, which gives the same value
+         * for this shape.
+         */
+        Py_ssize_t j = i;
+        uint64_t m = 0;
+        unsigned d;
+        int total = 0, frac = 0;
+        int minus = j < len && PyUnicode_READ(kind, data, j) == '-';
+        j += minus;
+        Py_ssize_t first = j;
+        while (j < len && (d = (unsigned)PyUnicode_READ(kind, data, j) - '0') < 10u) {
+            m = m * 10 + d;
+            j++;
+        }
+        total = (int)(j - first);
+        /* one or more digits, and no leading zero unless it is the only integer digit */
+        int ok = total > 0 && (total == 1 || PyUnicode_READ(kind, data, first) != '0');
+        if (ok && j < len && PyUnicode_READ(kind, data, j) == '.') {
+            Py_ssize_t frac_at = ++j;
+            while (j < len && (d = (unsigned)PyUnicode_READ(kind, data, j) - '0') < 10u) {
+                m = m * 10 + d;
+                j++;
+            }
+            frac = (int)(j - frac_at);
+            total += frac;
+            ok = frac > 0;
+        }
+        if (ok && total <= 19 && m <= ((uint64_t)1 << 53) && frac <= 22) {
+            Py_UCS4 next = j < len ? PyUnicode_READ(kind, data, j) : 0;
+            if (next != 'e' && next != 'E' && (!quoted || next == '"')) {
+                double v = frac ? (double)m / exact_pow10[frac] : (double)m;
+                *value = minus ? -v : v;
+                return j + quoted;
+            }
+        }
+    }
 /* Append the character at i to buf and step on; fail when the number is too long. */
 #define TAKE()                                                                                  \
     do {                                                                                        \

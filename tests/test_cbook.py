@@ -528,6 +528,40 @@ def test_numbers_read_exactly_as_float_does(number: str) -> None:
     assert _cbook.parse_levels(text) == py_parse_levels(text) == ((expected, expected),)
 
 
+# Edges of the reader's one-pass common shape ([-]int[.frac], at most 19 digits, no exponent)
+# and of the JSON grammar: each is read as the reference reads it, or rejected by both.
+NUMBER_EDGES = [
+    "0", "7", "61594.50", "0.000", "00", "01", "0.5", "00.5", "-0", "-0.0", "-1.5", "-", "--1",
+    "1.", ".5", "1..2", "1.2.3", "1e5", "1E-2", "1.5e", "1.5e+", "0x10", "1_000", "+1", " 1",
+    "1 ", "nan", "inf", "1234567890123456789", "12345678901234567890", "1.234567890123456789",
+    "1.2345678901234567890", "9007199254740992", "9007199254740993", "9007199254740993.0",
+    "0.0000000000000000000001", "0.00000000000000000000001", "123456789.0123456789",
+    "1" + "0" * 22, "1" + "0" * 23, "18446744073709551616", "99999999999999999999.9",
+]
+
+
+@needs_c
+@pytest.mark.parametrize("number", NUMBER_EDGES)
+@pytest.mark.parametrize("quoted", [True, False])
+def test_number_edges_read_as_the_reference_does(number: str, quoted: bool) -> None:
+    from bot import _cbook
+    from bot.native import py_parse_levels
+
+    wire = f'"{number}"' if quoted else number
+    text = f"[[{wire},{wire}]]"
+    try:
+        expected: Any = py_parse_levels(text)
+    except ValueError:
+        with pytest.raises(ValueError):
+            _cbook.parse_levels(text)
+        return
+    got = _cbook.parse_levels(text)
+    assert got == expected
+    # -0.0 == 0.0: the sign of a price or quantity read must match as well
+    assert [math.copysign(1.0, v) for level in got for v in level] == [
+        math.copysign(1.0, v) for level in expected for v in level]
+
+
 # ------------------------------------------------------------------ settle_take
 
 def _wire(levels: list[Level]) -> str:
