@@ -593,9 +593,7 @@ class SimVenue(_VenueCore):
         """
         if not self._orders:
             return
-        book = self._book
-        best_bid = book.best_bid
-        best_ask = book.best_ask
+        best_bid, best_ask = self._book.touch()
         for order in tuple(self._orders.values()):
             if order.side is Side.BUY:
                 if best_ask <= order.price:

@@ -245,7 +245,7 @@ class OrderBook:
         Raises:
             DataError: The book is crossed.
         """
-        if self.is_crossed():
+        if self._bids.best() >= -self._asks.best():  # is_crossed(), inlined: once per update
             reason = (
                 f"crossed book: best bid {self.best_bid!r} >= best ask {self.best_ask!r} "
                 f"(sequence {self.sequence})"
@@ -317,6 +317,10 @@ class OrderBook:
     def best_ask_qty(self) -> float:
         """The quantity at the best ask, or 0.0 when there are no asks."""
         return self._asks.best_qty()
+
+    def touch(self) -> tuple[float, float]:
+        """``(best_bid, best_ask)`` in one call (nan for a side with no level)."""
+        return self._bids.best(), -self._asks.best()
 
     @property
     def mid(self) -> float:

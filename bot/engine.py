@@ -350,7 +350,8 @@ class Engine:
         self._book_part(near, ts)
         self.stats.book_updates += 1
         pending: BookDelta | DeferredBookDelta | None = deep
-        if not (book.best_bid >= low and book.best_ask <= high):
+        bid, ask = book.touch()
+        if not (bid >= low and ask <= high):
             if type(deep) is DeferredBookDelta:
                 ok, left = self._deepen(deep, ts)
                 if not ok:
@@ -423,7 +424,8 @@ class Engine:
         venue = self._sim_venue
         if venue is not None:
             venue.on_market(part)
-            self._pending_change |= self._drain(ts)
+            if self._pending:
+                self._pending_change |= self._drain(ts)
         self.book.apply(part, checked=True, cross_check=False)
 
     def _book_deep(self, deep: BookDelta | DeferredBookDelta, ts: int) -> bool:
@@ -452,7 +454,8 @@ class Engine:
         venue = self._sim_venue
         if venue is not None:
             venue.after_book(ts)
-            self._pending_change |= self._drain(ts)
+            if self._pending:
+                self._pending_change |= self._drain(ts)
         return True
 
     def _after_book(self, ts: int) -> None:
@@ -574,52 +577,51 @@ class Engine:
 
     def market_state(self, ts: int) -> MarketState:
         """Return what the strategy sees now (σ from the estimator once it is warm)."""
-        book = self.book
+        bid, ask = self.book.touch()
         est = self.sigma_estimator
-        sigma = est.value if est is not None and est.ready else self.model.sigma
-        return _make_state(ts, book.mid, book.best_bid, book.best_ask, self.tick_size,
-                           self.portfolio.position, sigma, self.intensity_a, self.intensity_k)
+        return self._market_state(ts, bid, ask, est.value if est is not None and est.ready
+                                  else None)
 
-    def _risk_context(self, ts: int) -> RiskContext:
-        book = self.book
-        live_buy_qty, live_sell_qty = self.orders.live_qtys()
-        return _make_context(ts, book.mid, book.best_bid, book.best_ask, self.tick_size,
-                             book.valid, book.last_update_ns, self.portfolio.position,
-                             live_buy_qty, live_sell_qty)
-
-    def _decision_inputs(self) -> tuple[Any, ...]:
-        """Return everything a time-invariant decision depends on, as a comparable key."""
-        book = self.book
-        est = self.sigma_estimator
-        return (book.best_bid, book.best_ask, book.valid, self.portfolio.position,
-                est.value if est is not None and est.ready else None, self.gate.state,
-                self._order_epoch, self.intensity_a, self.intensity_k, self._widen,
-                self.last_ts_ns < self._paused_until_ns)
+    def _market_state(self, ts: int, bid: float, ask: float, sigma: float | None) -> MarketState:
+        return _make_state(ts, (bid + ask) * 0.5, bid, ask, self.tick_size,
+                           self.portfolio.position, self.model.sigma if sigma is None else sigma,
+                           self.intensity_a, self.intensity_k)
 
     def _requote(self, ts: int, cacheable: bool = False) -> None:
-        book = self.book
         if self._shutting_down:
             return
+        book = self.book
+        # The touch, σ and validity are read once: the key, the strategy's state, the risk
+        # context and the diff all take these values (the book does not change in between).
+        bid, ask = book.touch()
+        valid = book.valid
+        est = self.sigma_estimator
+        sigma = est.value if est is not None and est.ready else None
         key = None
         if cacheable and self.decision_cache:
             # Most depth updates leave the touch alone (93% on the Binance USD-M capture).
             # When the strategy and limits do not depend on time, the same inputs give the
             # same decision: keep the quotes, count the same denials, skip the work.
-            key = self._decision_inputs()
+            key = (bid, ask, valid, self.portfolio.position, sigma, self.gate.state,
+                   self._order_epoch, self.intensity_a, self.intensity_k, self._widen,
+                   self.last_ts_ns < self._paused_until_ns)
             if key == self._decision_key:
                 for reason in self._decision_denials:
                     self.stats.denials[reason] += 1
                 if self.measure and not self.first_decision_ns:
                     self.first_decision_ns = time.perf_counter_ns()
                 return
-        if book.valid and book.mid == book.mid and ts >= self._paused_until_ns:
-            desired = self.strategy.quote(self.market_state(ts))
+        mid = (bid + ask) * 0.5  # book.mid, computed as the book does
+        if valid and mid == mid and ts >= self._paused_until_ns:
+            desired = self.strategy.quote(self._market_state(ts, bid, ask, sigma))
             self.stats.quotes += 1
             if self._widen != 1.0:
-                desired = widen(desired, book.mid, self._widen)
+                desired = widen(desired, mid, self._widen)
         else:
             desired = _EMPTY
-        ctx = self._risk_context(ts)
+        live_buy_qty, live_sell_qty = self.orders.live_qtys()
+        ctx = _make_context(ts, mid, bid, ask, self.tick_size, valid, book.last_update_ns,
+                            self.portfolio.position, live_buy_qty, live_sell_qty)
         decision = self.gate.check(desired, ctx)
         for change in decision.changes:
             self._risk_changed(change)
@@ -629,8 +631,9 @@ class Engine:
         if decision.cancel_all:
             commands: list[Command] = list(self.orders.cancel_all(ts))
         else:
-            commands = self.orders.diff(decision.approved, book.best_bid, book.best_ask, ts)
-        self._decision_denials = [d.reason.value for d in decision.denials]
+            commands = self.orders.diff(decision.approved, bid, ask, ts)
+        denials = decision.denials
+        self._decision_denials = [d.reason.value for d in denials] if denials else []
         self._decision_key = key
         if commands:
             admitted, refused = self.gate.admit(commands, ctx)

@@ -362,10 +362,11 @@ class OrderManager:
         """Return ``(live_qty(BUY), live_qty(SELL))`` in one pass over the orders."""
         buys = sells = 0.0
         for order in self._orders.values():
+            # order.remaining, inlined: this runs on every requote
             if order.side is Side.BUY:
-                buys += order.remaining
+                buys += order.qty - order.filled_qty
             else:
-                sells += order.remaining
+                sells += order.qty - order.filled_qty
         return buys, sells
 
     # ----------------------------------------------------------------------------------------

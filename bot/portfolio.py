@@ -76,7 +76,10 @@ class Portfolio:
         """Mark the position at ``price`` (ignored unless finite and positive); return the PnL."""
         if 0.0 < price < math.inf:
             self.mark_price = price
-        return self.pnl
+        # self.pnl, inlined (once per book update)
+        if self.position == 0.0:
+            return self.cash
+        return self.cash + self.position * self.mark_price
 
     @property
     def pnl(self) -> float:

@@ -106,7 +106,7 @@ class VolatilityEstimator:
     @property
     def value(self) -> float:
         """Return sigma in price per sqrt(second), or NaN until ``ready``."""
-        if not self.ready:
+        if self._count < self._min_samples:  # not ready
             return math.nan
         if self._ewma_halflife is not None:
             variance = self._ewma_sum_sq / self._ewma_weight
