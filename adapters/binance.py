@@ -582,7 +582,9 @@ class BinanceParser:
         if text.startswith(_ENVELOPE):
             end = text.find('"', _ENVELOPE_LEN)
             if end > 0:
-                kind = self._stream_kind(text[_ENVELOPE_LEN:end])
+                stream = text[_ENVELOPE_LEN:end]
+                cached = self._stream_kinds.get(stream)  # _stream_kind's cache, read inline
+                kind = self._stream_kind(stream) if cached is None else cached
                 if kind == _SKIP:
                     stats.ignored += 1
                     return []

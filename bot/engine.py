@@ -478,7 +478,9 @@ class Engine:
                     self._refit(ts)
                 else:  # the first fit waits a full refit period for data
                     self._next_refit_ns = ts + self.refit_ns
-        self._check_pnl(ts, self.portfolio.mark(mid))
+        change = self.gate.on_pnl(ts, self.portfolio.mark(mid))  # _check_pnl, inlined
+        if change is not None:
+            self._risk_changed(change)
 
     def _split_delta(self, delta: BookDelta) -> tuple[BookDelta, BookDelta | None]:
         """Split a large delta into the levels near the touch and the deep rest.
@@ -579,13 +581,9 @@ class Engine:
         """Return what the strategy sees now (σ from the estimator once it is warm)."""
         bid, ask = self.book.touch()
         est = self.sigma_estimator
-        return self._market_state(ts, bid, ask, est.value if est is not None and est.ready
-                                  else None)
-
-    def _market_state(self, ts: int, bid: float, ask: float, sigma: float | None) -> MarketState:
+        sigma = est.value if est is not None and est.ready else self.model.sigma
         return _make_state(ts, (bid + ask) * 0.5, bid, ask, self.tick_size,
-                           self.portfolio.position, self.model.sigma if sigma is None else sigma,
-                           self.intensity_a, self.intensity_k)
+                           self.portfolio.position, sigma, self.intensity_a, self.intensity_k)
 
     def _requote(self, ts: int, cacheable: bool = False) -> None:
         if self._shutting_down:
@@ -613,7 +611,11 @@ class Engine:
                 return
         mid = (bid + ask) * 0.5  # book.mid, computed as the book does
         if valid and mid == mid and ts >= self._paused_until_ns:
-            desired = self.strategy.quote(self._market_state(ts, bid, ask, sigma))
+            # market_state(ts), from the values read above
+            desired = self.strategy.quote(_make_state(
+                ts, mid, bid, ask, self.tick_size, self.portfolio.position,
+                self.model.sigma if sigma is None else sigma, self.intensity_a,
+                self.intensity_k))
             self.stats.quotes += 1
             if self._widen != 1.0:
                 desired = widen(desired, mid, self._widen)

@@ -139,7 +139,7 @@ class FrameRouter:
         """Return the events of one frame (usually 0 or 1; a snapshot may release several)."""
         kind = frame.kind
         if kind == "ws":
-            parser = self._parser(frame.conn)
+            parser = self.parsers.get(frame.conn) or self._parser(frame.conn)
             if parser is None:
                 return []
             self.messages += 1
