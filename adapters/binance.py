@@ -44,6 +44,8 @@ import msgspec
 from adapters.feed import FeedStats, Resync
 from bot.errors import DataError
 from bot.events import (
+    BUY,
+    SELL,
     BookDelta,
     BookInvalid,
     BookSnapshot,
@@ -51,7 +53,6 @@ from bot.events import (
     Level,
     MarketEvent,
     SettleBook,
-    Side,
     Trade,
 )
 from bot.frozen import maker
@@ -99,6 +100,10 @@ _NAN: Final = math.nan
 _ENVELOPE: Final = '{"stream":"'
 _ENVELOPE_LEN: Final = len(_ENVELOPE)
 _MAX_CACHED_STREAMS: Final = 256
+# Enum members as module constants: a read through the class costs EnumType's __getattr__
+# hook in Python 3.11 (see bot.events.BUY).
+_NONE: Final = Resync.NONE
+_REST_SNAPSHOT: Final = Resync.REST_SNAPSHOT
 
 # Per-frame events built without a Python __init__ frame (every field passed; bot.frozen.maker).
 _make_delta = maker(BookDelta)
@@ -353,12 +358,12 @@ class _DeepLevels:
         asks: Sequence[Level] = ()
         try:
             if self._bids:
-                taken, bid_max, rest = book.settle_take(Side.BUY, self._bids, self._bids_at_end)
+                taken, bid_max, rest = book.settle_take(BUY, self._bids, self._bids_at_end)
                 if taken:
                     bids, self._bids = taken, rest
                     self._bid_max = -_INF if bid_max != bid_max else bid_max
             if self._asks:
-                taken, ask_min, rest = book.settle_take(Side.SELL, self._asks,
+                taken, ask_min, rest = book.settle_take(SELL, self._asks,
                                                         self._asks_at_end)
                 if taken:
                     asks, self._asks = taken, rest
@@ -498,7 +503,7 @@ class BinanceParser:
         # the book it belongs to.
         self._epoch = 0
         self._buffer: deque[_Diff] = deque(maxlen=buffer_limit)
-        self._resync = Resync.REST_SNAPSHOT
+        self._resync = _REST_SNAPSHOT
         self._last_update_id = 0
         # Right after a snapshot the next diff must connect to it (U/pu against lastUpdateId)
         # rather than continue a previous diff.
@@ -546,7 +551,7 @@ class BinanceParser:
     def reset(self) -> None:
         """Forget the buffer and the sequence state; wait for a new snapshot (new connection)."""
         self._buffer.clear()
-        self._resync = Resync.REST_SNAPSHOT
+        self._resync = _REST_SNAPSHOT
         self._last_update_id = 0
         self._awaiting_first = False
         self._epoch += 1
@@ -648,7 +653,7 @@ class BinanceParser:
             return []
         last_id, ts_ms = body.lastUpdateId, body.E
         bids, asks = tuple(body.bids), tuple(body.asks)
-        if self._resync is Resync.NONE and last_id <= self._last_update_id:
+        if self._resync is _NONE and last_id <= self._last_update_id:
             stats.ignored += 1
             return []
         # Spot REST snapshots carry no time: 0 means "unknown" on the venue's clock.
@@ -667,7 +672,7 @@ class BinanceParser:
                 # snapshot is needed, and the diffs stay buffered for it.
                 self._buffer.extend(pending)
                 return [self._gap(ts_exchange_ns, ts_local_ns, reason)]
-        self._resync = Resync.NONE
+        self._resync = _NONE
         self._last_update_id = last_id
         self._awaiting_first = True
         self._epoch += 1
@@ -729,7 +734,7 @@ class BinanceParser:
     def _on_depth_frame(self, text: str, ts_local_ns: int) -> list[MarketEvent]:
         """Decode a combined-stream depth frame with the typed decoder (the hot path)."""
         if (self.touch_levels and len(text) >= _SPLIT_MIN_CHARS
-                and self._resync is Resync.NONE and not self._awaiting_first):
+                and self._resync is _NONE and not self._awaiting_first):
             return self._on_large_depth_frame(text, ts_local_ns)
         try:
             data = _DEPTH_DECODER.decode(text).data
@@ -800,10 +805,10 @@ class BinanceParser:
     def _deep_corrupt(self, epoch: int) -> None:
         """The deferred part of a diff already handed out was corrupt: resync the book."""
         self.stats.malformed += 1
-        if epoch != self._epoch or self._resync is not Resync.NONE:
+        if epoch != self._epoch or self._resync is not _NONE:
             return  # a reconnect or a resync since: the book is being rebuilt anyway
         self.stats.resyncs += 1
-        self._resync = Resync.REST_SNAPSHOT
+        self._resync = _REST_SNAPSHOT
         self._awaiting_first = False
         self._buffer.clear()
 
@@ -871,7 +876,7 @@ class BinanceParser:
             return []
         self.stats.trades += 1
         return [_make_trade(data.T * _MS_TO_NS, ts_local_ns, self.symbol, price, qty,
-                            Side.SELL if data.m else Side.BUY, str(trade_id))]
+                            SELL if data.m else BUY, str(trade_id))]
 
     def _on_trade(
         self, data: dict[str, Any], ts_local_ns: int, aggregated: bool
@@ -913,7 +918,7 @@ class BinanceParser:
                 self.symbol,
                 price,
                 qty,
-                Side.SELL if buyer_is_maker else Side.BUY,
+                SELL if buyer_is_maker else BUY,
                 str(trade_id),
             )
         ]
@@ -926,7 +931,7 @@ class BinanceParser:
         self, first_id: int, final_id: int, prev_id: int, delta: BookDelta | DeferredBookDelta
     ) -> list[MarketEvent]:
         """Buffer, drop, apply or reject one diff according to the sync state."""
-        if self._resync is not Resync.NONE:
+        if self._resync is not _NONE:
             if len(self._buffer) == self._buffer.maxlen:
                 self.buffer_overflows += 1  # the deque drops the oldest on append
             self._buffer.append((first_id, final_id, prev_id, delta))
@@ -1009,6 +1014,6 @@ class BinanceParser:
         """Count a gap and ask the shell for a new snapshot."""
         self.stats.gaps += 1
         self.stats.resyncs += 1
-        self._resync = Resync.REST_SNAPSHOT
+        self._resync = _REST_SNAPSHOT
         self._awaiting_first = False
         return BookInvalid(ts_exchange_ns, ts_local_ns, self.symbol, reason)

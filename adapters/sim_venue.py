@@ -37,11 +37,14 @@ from dataclasses import dataclass
 from enum import Enum
 from functools import partial
 from types import MappingProxyType
+from typing import Final
 
 from bot.book import OrderBook
 from bot.clock import Scheduler
 from bot.errors import ConfigError
 from bot.events import (
+    BUY,
+    SELL,
     BookDelta,
     BookSnapshot,
     Command,
@@ -81,6 +84,15 @@ class FillModel(Enum):
     QUEUE = "queue"
     TRADE_THROUGH = "trade-through"
     TOUCH = "touch"
+
+
+# Enum members as module constants: a read through the class costs EnumType's __getattr__
+# hook in Python 3.11 (see bot.events.BUY).
+_QUEUE: Final = FillModel.QUEUE
+_TOUCH: Final = FillModel.TOUCH
+_MAKER: Final = Liquidity.MAKER
+_TAKER: Final = Liquidity.TAKER
+_DEPTH_EVENTS: Final = (BookDelta, BookSnapshot)  # a tuple: "A | B" builds a union per call
 
 
 def _check_latency(name: str, value: int) -> None:
@@ -380,7 +392,7 @@ class _VenueCore:
             qty,
             order.remaining,
             self._maker_fee_bps,
-            Liquidity.MAKER,
+            _MAKER,
             ts_ns,
             trade_id,
         )
@@ -466,7 +478,7 @@ class SimVenue(_VenueCore):
         side = command.side
         price = command.price
         # NaN (an empty opposite side) compares False: nothing to cross.
-        crosses = book.best_ask <= price if side is Side.BUY else book.best_bid >= price
+        crosses = book.best_ask <= price if side is BUY else book.best_bid >= price
         if not crosses:
             self._accept(command, ts_ns)
             self._rest(command, ts_ns, command.qty, book.qty_at(side, price))
@@ -499,7 +511,7 @@ class SimVenue(_VenueCore):
                 qty,
                 remaining,
                 self._taker_fee_bps,
-                Liquidity.TAKER,
+                _TAKER,
                 ts_ns,
             )
         return remaining
@@ -520,7 +532,7 @@ class SimVenue(_VenueCore):
             return
         if isinstance(event, Trade):
             self._on_trade(event)
-        elif isinstance(event, BookDelta | BookSnapshot):
+        elif isinstance(event, _DEPTH_EVENTS):
             self._on_depth(event)
 
     def _on_trade(self, trade: Trade) -> None:
@@ -541,9 +553,9 @@ class SimVenue(_VenueCore):
             if through > 0.0:
                 self._fill_resting(order, order.remaining, ts, tid)
             elif through == 0.0:
-                if model is FillModel.TOUCH:
+                if model is _TOUCH:
                     self._fill_resting(order, order.remaining, ts, tid)
-                elif model is FillModel.QUEUE:
+                elif model is _QUEUE:
                     at_price = True
                     ahead = order.queue_ahead
                     reach = qty - ahead - used
@@ -562,7 +574,7 @@ class SimVenue(_VenueCore):
         # are the latency tail. level_qty scans in C; the market moving through an order is
         # checked against the updated book in after_book().
         traded = self._traded
-        if self._model is not FillModel.QUEUE:
+        if self._model is not _QUEUE:
             traded.clear()
             return
         snapshot = isinstance(event, BookSnapshot)
@@ -570,7 +582,7 @@ class SimVenue(_VenueCore):
         for order in self._orders.values():
             side = order.side
             price = order.price
-            after = level_qty(bids if side is Side.BUY else asks, price)
+            after = level_qty(bids if side is BUY else asks, price)
             if after is None:
                 if not snapshot:
                     continue  # the delta leaves our level as it was
@@ -582,7 +594,7 @@ class SimVenue(_VenueCore):
             else:
                 # Only our own price levels are ever tracked: forget those the update restated.
                 for key in [k for k in traded
-                            if level_qty(bids if k[0] is Side.BUY else asks, k[1]) is not None]:
+                            if level_qty(bids if k[0] is BUY else asks, k[1]) is not None]:
                     del traded[key]
 
     def after_book(self, ts_ns: int) -> None:
@@ -595,7 +607,7 @@ class SimVenue(_VenueCore):
             return
         best_bid, best_ask = self._book.touch()
         for order in tuple(self._orders.values()):
-            if order.side is Side.BUY:
+            if order.side is BUY:
                 if best_ask <= order.price:
                     self._fill_resting(order, order.remaining, ts_ns)
             elif best_bid >= order.price:
@@ -706,7 +718,7 @@ class PoissonFillVenue(_VenueCore):
         k = self._intensity_k
         draw = self._rng.random
         orders = tuple(self._orders.values())
-        for side in (Side.SELL, Side.BUY):
+        for side in (SELL, BUY):
             # sign * (price - mid) is the distance from the mid, positive away from it.
             sign = -float(side)
             for order in orders:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from bot.errors import DataError
-from bot.events import BookDelta, BookSnapshot, Level, Side
+from bot.events import BUY, SELL, BookDelta, BookSnapshot, Level, Side
 from bot.native import cbook, py_settle_take
 
 _INF = float("inf")
@@ -174,8 +174,8 @@ class OrderBook:
         """
         self.symbol = symbol
         side = side_type or BookSide
-        self._bids = side(float(Side.BUY))
-        self._asks = side(float(Side.SELL))
+        self._bids = side(float(BUY))
+        self._asks = side(float(SELL))
         self._invalid_reason = "no snapshot yet"
         self.sequence = 0
         self.last_update_ns = 0
@@ -337,11 +337,11 @@ class OrderBook:
     # ----------------------------------------------------------------------------------------
 
     def _side(self, side: Side) -> SideStore:
-        return self._bids if side is Side.BUY else self._asks
+        return self._bids if side is BUY else self._asks
 
     def qty_at(self, side: Side, price: float) -> float:
         """Return the quantity resting at ``price`` on ``side`` (BUY = bids), 0.0 if no level."""
-        book_side = self._bids if side is Side.BUY else self._asks
+        book_side = self._bids if side is BUY else self._asks
         return book_side.get(book_side.sign * price)
 
     def depth(self, side: Side, n: int) -> list[Level]:

@@ -35,6 +35,8 @@ from bot.book import OrderBook
 from bot.clock import Scheduler, VirtualClock, WallClock
 from bot.errors import DataError
 from bot.events import (
+    BUY,
+    SELL,
     BookDelta,
     BookInvalid,
     BookSnapshot,
@@ -51,7 +53,6 @@ from bot.events import (
     RiskDenied,
     RiskState,
     RiskStateChanged,
-    Side,
     Timer,
     Trade,
 )
@@ -494,7 +495,7 @@ class Engine:
         band = NEAR_BAND_TICKS * self.tick_size
         bid, ask = book.best_bid, book.best_ask
         for order in self.orders.orders.values():
-            reach = (bid - order.price) if order.side is Side.BUY else (order.price - ask)
+            reach = (bid - order.price) if order.side is BUY else (order.price - ask)
             if reach >= band:
                 band = reach + self.tick_size
         low, high = bid - band, ask + band
@@ -870,8 +871,8 @@ class Engine:
             ts_ns=ts,
             mid=self.book.mid,
             reservation=quotes.reservation_price,
-            bid=snap_price(quotes.bids[0].price, self.tick_size, Side.BUY) if quotes.bids else _NAN,
-            ask=snap_price(quotes.asks[0].price, self.tick_size, Side.SELL) if quotes.asks
+            bid=snap_price(quotes.bids[0].price, self.tick_size, BUY) if quotes.bids else _NAN,
+            ask=snap_price(quotes.asks[0].price, self.tick_size, SELL) if quotes.asks
             else _NAN,
             position=self.portfolio.position,
             pnl=self.portfolio.pnl,

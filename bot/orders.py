@@ -24,9 +24,11 @@ from dataclasses import dataclass, fields
 from enum import Enum
 from functools import lru_cache
 from types import MappingProxyType
+from typing import Final
 
 from bot.errors import ConfigError
 from bot.events import (
+    BUY,
     CancelOrder,
     Command,
     OrderAccepted,
@@ -136,7 +138,7 @@ def snap_price(price: float, tick: float, side: Side) -> float:
         ValueError: ``price`` is NaN.
         OverflowError: ``price`` is infinite.
     """
-    if side is Side.BUY:
+    if side is BUY:
         return _floor_on(price, _grid(tick))
     return _ceil_on(price, _grid(tick))
 
@@ -172,6 +174,13 @@ class OrderState(Enum):
     """Acknowledged and resting."""
     PENDING_CANCEL = "PENDING_CANCEL"
     """Cancel sent, not yet confirmed; the order may still fill."""
+
+
+# Enum members as module constants: a read through the class costs EnumType's __getattr__
+# hook in Python 3.11 (see bot.events.BUY).
+_PENDING_NEW: Final = OrderState.PENDING_NEW
+_WORKING: Final = OrderState.WORKING
+_PENDING_CANCEL: Final = OrderState.PENDING_CANCEL
 
 
 @dataclass(slots=True)
@@ -279,8 +288,8 @@ def _diff_kernel(config: OrderManagerConfig, price_grid: _Grid, qty_grid: _Grid,
         return None
     kernel: _DiffKernel = cbook.OrderDiff(
         order_cls=ManagedOrder, place_cls=PlaceOrder, cancel_cls=CancelOrder, quote_cls=Quote,
-        pending_new=OrderState.PENDING_NEW, pending_cancel=OrderState.PENDING_CANCEL,
-        buy=Side.BUY, symbol=config.symbol, prefix=config.client_id_prefix,
+        pending_new=_PENDING_NEW, pending_cancel=_PENDING_CANCEL,
+        buy=BUY, symbol=config.symbol, prefix=config.client_id_prefix,
         post_only=config.post_only, tick=config.tick_size, price_grid=price_grid,
         qty_grid=qty_grid, price_tol=price_tolerance, qty_tol=qty_tolerance, min_qty=min_qty,
         min_notional=min_notional, max_age_ns=min(config.max_order_age_ns, 2**63 - 1))
@@ -348,7 +357,7 @@ class OrderManager:
     @property
     def working_count(self) -> int:
         """Number of live orders the venue has acknowledged and we have not asked to cancel."""
-        return sum(1 for order in self._orders.values() if order.state is OrderState.WORKING)
+        return sum(1 for order in self._orders.values() if order.state is _WORKING)
 
     def live_qty(self, side: Side) -> float:
         """Return the remaining quantity of every live order on ``side``, in flight or not.
@@ -356,14 +365,14 @@ class OrderManager:
         Pending-new and pending-cancel orders count: either may still fill.
         """
         buys, sells = self.live_qtys()
-        return buys if side is Side.BUY else sells
+        return buys if side is BUY else sells
 
     def live_qtys(self) -> tuple[float, float]:
         """Return ``(live_qty(BUY), live_qty(SELL))`` in one pass over the orders."""
         buys = sells = 0.0
         for order in self._orders.values():
             # order.remaining, inlined: this runs on every requote
-            if order.side is Side.BUY:
+            if order.side is BUY:
                 buys += order.qty - order.filled_qty
             else:
                 sells += order.qty - order.filled_qty
@@ -429,7 +438,7 @@ class OrderManager:
 
         commands: list[Command] = []
         for order in self._orders.values():
-            if order.state is OrderState.PENDING_CANCEL:
+            if order.state is _PENDING_CANCEL:
                 continue
             index = self._match(order, targets, claimed, ts_ns)
             if index >= 0:
@@ -449,7 +458,7 @@ class OrderManager:
         diff keeps, moves or cancels it like any order of ours.
         """
         level = sum(1 for order in self._orders.values() if order.side is side)
-        order = ManagedOrder(client_order_id, side, price, qty, filled_qty, OrderState.WORKING,
+        order = ManagedOrder(client_order_id, side, price, qty, filled_qty, _WORKING,
                              level, ts_ns)
         self._orders[client_order_id] = order
         return order
@@ -459,7 +468,7 @@ class OrderManager:
         return [
             self._cancel(order, ts_ns)
             for order in self._orders.values()
-            if order.state is not OrderState.PENDING_CANCEL
+            if order.state is not _PENDING_CANCEL
         ]
 
     def _add_targets(
@@ -478,7 +487,7 @@ class OrderManager:
                 if not (0.0 < price < _INF and 0.0 < qty < _INF):
                     continue
                 side = quote.side
-                if side is Side.BUY:
+                if side is BUY:
                     price = min(_floor_on(price, price_grid), bid_cap)
                 else:
                     price = max(_ceil_on(price, price_grid), ask_floor)
@@ -510,7 +519,7 @@ class OrderManager:
         client_order_id = f"{config.client_id_prefix}{self._next_id}"
         self._next_id += 1
         self._orders[client_order_id] = ManagedOrder(
-            client_order_id, side, price, qty, 0.0, OrderState.PENDING_NEW, level, ts_ns
+            client_order_id, side, price, qty, 0.0, _PENDING_NEW, level, ts_ns
         )
         self.placed += 1
         return PlaceOrder(
@@ -520,7 +529,7 @@ class OrderManager:
     def _cancel(self, order: ManagedOrder, ts_ns: int) -> CancelOrder:
         # The order stays live until the venue confirms: a cancel is async and may lose a race
         # with a fill, so its quantity must keep counting as exposure.
-        order.state = OrderState.PENDING_CANCEL
+        order.state = _PENDING_CANCEL
         self.cancels_sent += 1
         return CancelOrder(ts_ns, order.client_order_id, self.config.symbol)
 
@@ -547,21 +556,21 @@ class OrderManager:
             return None
         match event:
             case OrderAccepted():
-                if order.state is OrderState.PENDING_NEW:
-                    order.state = OrderState.WORKING
+                if order.state is _PENDING_NEW:
+                    order.state = _WORKING
             case OrderFilled():
                 order.filled_qty += event.qty
                 # A fill proves the venue has the order, even if its ack has not arrived yet.
-                if order.state is OrderState.PENDING_NEW:
-                    order.state = OrderState.WORKING
+                if order.state is _PENDING_NEW:
+                    order.state = _WORKING
                 tolerance = self._qty_tolerance
                 # The venue is the authority on whether anything still rests, so its
                 # remaining_qty ends the order too (e.g. when it reduced the size itself).
                 if order.remaining <= tolerance or event.remaining_qty <= tolerance:
                     del self._orders[order.client_order_id]
             case OrderCancelRejected():
-                if order.state is OrderState.PENDING_CANCEL:
-                    order.state = OrderState.WORKING
+                if order.state is _PENDING_CANCEL:
+                    order.state = _WORKING
             case OrderRejected() | OrderCanceled():
                 del self._orders[order.client_order_id]
         return order

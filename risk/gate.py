@@ -29,10 +29,12 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from bot.events import (
+    BUY,
     NS_PER_SECOND,
+    SELL,
     CancelOrder,
     Command,
     DenyReason,
@@ -51,6 +53,11 @@ from bot.events import (
 )
 
 _BPS = 1e4
+# Enum members as module constants: a read through the class costs EnumType's __getattr__
+# hook in Python 3.11 (see bot.events.BUY).
+_ACTIVE: Final = RiskState.ACTIVE
+_REDUCING: Final = RiskState.REDUCING
+_HALTED: Final = RiskState.HALTED
 
 _make_decision = maker(RiskDecision)
 
@@ -198,7 +205,7 @@ class RiskGate:
         if cbook is not None and type(limits.max_book_age_ns) is int:
             self._kernel = cbook.GateCheck(
                 ctx_cls=RiskContext, quote_cls=Quote, place_cls=PlaceOrder,
-                cancel_cls=CancelOrder, buy=Side.BUY, sell=Side.SELL,
+                cancel_cls=CancelOrder, buy=BUY, sell=SELL,
                 max_inventory=limits.max_inventory,
                 min_half_spread_ticks=limits.min_half_spread_ticks,
                 min_half_spread_bps=limits.min_half_spread_bps,
@@ -208,7 +215,7 @@ class RiskGate:
                 max_book_age_ns=min(limits.max_book_age_ns, 2**63 - 1))
         # Admission has a plain case only without an order-rate limit (no window to keep).
         self._admit_kernel = self._kernel if limits.max_orders_per_s == math.inf else None
-        self._state = RiskState.ACTIVE
+        self._state = _ACTIVE
         self._peak_pnl: float | None = None
         self._halt_reason: HaltReason | None = None
         # Event times of the places admitted within the last second, oldest first.
@@ -254,11 +261,11 @@ class RiskGate:
             ``half_spread``), the state after the check, the denials and state changes.
         """
         state = self._state
-        if state is RiskState.HALTED:
-            return RiskDecision(_empty_like(desired), RiskState.HALTED, cancel_all=True)
+        if state is _HALTED:
+            return RiskDecision(_empty_like(desired), _HALTED, cancel_all=True)
         kernel = self._kernel
         if (kernel is not None and type(desired) is QuoteSet
-                and kernel(desired.bids, desired.asks, ctx, state is RiskState.REDUCING)):
+                and kernel(desired.bids, desired.asks, ctx, state is _REDUCING)):
             # Nothing to drop, move or trim, nothing to deny and no change of state: the
             # rules below would approve the desired quotes as they are.
             return _make_decision(desired, state, (), (), False)
@@ -275,8 +282,8 @@ class RiskGate:
             limits.min_half_spread_ticks * ctx.tick_size,
             ctx.mid * limits.min_half_spread_bps / _BPS,
         )
-        bids = self._approve_side(desired.bids, Side.BUY, ctx, floor, denials)
-        asks = self._approve_side(desired.asks, Side.SELL, ctx, floor, denials)
+        bids = self._approve_side(desired.bids, BUY, ctx, floor, denials)
+        asks = self._approve_side(desired.asks, SELL, ctx, floor, denials)
         approved = QuoteSet(bids, asks, desired.reservation_price, desired.half_spread)
         return RiskDecision(approved, self._state, tuple(denials), changes)
 
@@ -287,7 +294,7 @@ class RiskGate:
             return ()
         cap = self._limits.max_inventory
         at_cap = abs(position) >= cap
-        new = RiskState.REDUCING if at_cap else RiskState.ACTIVE
+        new = _REDUCING if at_cap else _ACTIVE
         if new is self._state:
             return ()
         old, self._state = self._state, new
@@ -333,7 +340,7 @@ class RiskGate:
         cap = self._limits.max_inventory
         # Exposure in the direction this side moves the position: a fill of bids adds to a
         # long, a fill of asks adds to a short.
-        exposure = ctx.position if side is Side.BUY else -ctx.position
+        exposure = ctx.position if side is BUY else -ctx.position
         if exposure >= cap:
             detail = f"side closed: position {ctx.position} at max_inventory {cap}"
             for quote in quotes:
@@ -366,7 +373,7 @@ class RiskGate:
             deny(_deny(ctx, quote, DenyReason.INVALID_QUOTE, detail))
             return None
         if floor > 0.0:
-            if side is Side.BUY:
+            if side is BUY:
                 limit = ctx.mid - floor
                 too_tight = price > limit
             else:
@@ -377,10 +384,10 @@ class RiskGate:
                 deny(RiskDenied(ts, side, price, qty, DenyReason.SPREAD_FLOOR, detail))
                 price = limit
         if limits.enforce_touch:
-            if side is Side.BUY and price >= ctx.best_ask:
+            if side is BUY and price >= ctx.best_ask:
                 moved = ctx.best_ask - ctx.tick_size
                 detail = f"moved to {moved}: at or above best ask {ctx.best_ask}"
-            elif side is Side.SELL and price <= ctx.best_bid:
+            elif side is SELL and price <= ctx.best_bid:
                 moved = ctx.best_bid + ctx.tick_size
                 detail = f"moved to {moved}: at or below best bid {ctx.best_bid}"
             else:
@@ -469,7 +476,7 @@ class RiskGate:
             The admitted commands and one denial per refused place.
         """
         cap = self._limits.max_inventory
-        halted = self._state is RiskState.HALTED
+        halted = self._state is _HALTED
         kernel = self._admit_kernel
         if kernel is not None and kernel.admits(commands, ctx, halted):
             # Compiled (bot/_cdecide.c): every command passes the rules below, so all go.
@@ -492,10 +499,10 @@ class RiskGate:
             elif not (0.0 < qty < math.inf and 0.0 < command.price < math.inf):
                 reason, detail = DenyReason.INVALID_QUOTE, "price and qty must be positive"
             # Written as "not <=" so that a NaN position or live qty denies rather than admits.
-            elif command.side is Side.BUY and not buy_base + (buys + qty) <= cap:
+            elif command.side is BUY and not buy_base + (buys + qty) <= cap:
                 reason = DenyReason.INVENTORY_CAP
                 detail = _cap_detail(command, ctx.position, ctx.live_buy_qty, buys, cap)
-            elif command.side is Side.SELL and not sell_base + (sells + qty) <= cap:
+            elif command.side is SELL and not sell_base + (sells + qty) <= cap:
                 reason = DenyReason.INVENTORY_CAP
                 detail = _cap_detail(command, -ctx.position, ctx.live_sell_qty, sells, cap)
             elif not self._take_rate_slot(ctx.ts_ns):
@@ -503,7 +510,7 @@ class RiskGate:
                 detail = f"{command.client_order_id}: max_orders_per_s spent"
             else:
                 admitted.append(command)
-                if command.side is Side.BUY:
+                if command.side is BUY:
                     buys += qty
                 else:
                     sells += qty
@@ -546,7 +553,7 @@ class RiskGate:
             return None
         peak = pnl if self._peak_pnl is None else max(self._peak_pnl, pnl)
         self._peak_pnl = peak
-        if self._state is RiskState.HALTED:
+        if self._state is _HALTED:
             return None
         limits = self._limits
         if pnl <= -limits.max_loss:
@@ -571,7 +578,7 @@ class RiskGate:
         Returns:
             The transition into HALTED, or None when already HALTED.
         """
-        if self._state is RiskState.HALTED:
+        if self._state is _HALTED:
             return None
         return self._trip(ts_ns, HaltReason.MANUAL, reason)
 
@@ -588,17 +595,17 @@ class RiskGate:
         Returns:
             The transition out of HALTED, or None when the gate was not HALTED.
         """
-        if self._state is not RiskState.HALTED:
+        if self._state is not _HALTED:
             return None
-        self._state = RiskState.ACTIVE
+        self._state = _ACTIVE
         self._halt_reason = None
         self._peak_pnl = None
-        return RiskStateChanged(ts_ns, RiskState.HALTED, RiskState.ACTIVE, "reset: halt lifted")
+        return RiskStateChanged(ts_ns, _HALTED, _ACTIVE, "reset: halt lifted")
 
     def _trip(self, ts_ns: int, reason: HaltReason, detail: str) -> RiskStateChanged:
-        old, self._state = self._state, RiskState.HALTED
+        old, self._state = self._state, _HALTED
         self._halt_reason = reason
-        return RiskStateChanged(ts_ns, old, RiskState.HALTED, f"{reason.value}: {detail}")
+        return RiskStateChanged(ts_ns, old, _HALTED, f"{reason.value}: {detail}")
 
 
 def _empty_like(desired: QuoteSet) -> QuoteSet:

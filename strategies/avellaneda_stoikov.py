@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from bot.events import NS_PER_SECOND, MarketState, Quote, QuoteSet, Side, cbook
+from bot.events import BUY, NS_PER_SECOND, SELL, MarketState, Quote, QuoteSet, cbook
 from strategies.base import (
     HorizonMode,
     can_quote,
@@ -197,8 +197,8 @@ def _compiled_quote(params: ASParams) -> Callable[[MarketState], QuoteSet | None
     ):
         return None
     kernel: Callable[[MarketState], QuoteSet | None] = cbook.ASQuote(
-        state_cls=MarketState, quote_cls=Quote, quoteset_cls=QuoteSet, buy=Side.BUY,
-        sell=Side.SELL, gamma=params.gamma, order_qty=ladder.order_qty, levels=ladder.levels,
+        state_cls=MarketState, quote_cls=Quote, quoteset_cls=QuoteSet, buy=BUY,
+        sell=SELL, gamma=params.gamma, order_qty=ladder.order_qty, levels=ladder.levels,
         spacing=ladder.spacing or 0.0, spacing_ticks=ladder.spacing_ticks,
         size_decay=ladder.size_decay,
         inventory_shaping=ladder.inventory_shaping and ladder.max_inventory is not None,

@@ -35,7 +35,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from bot.events import NS_PER_SECOND, Side, Trade
+from bot.events import BUY, NS_PER_SECOND, Trade
 
 IntensitySide = Literal["bid", "ask", "both"]
 FitStatus = Literal["ok", "not_enough_data"]
@@ -531,7 +531,7 @@ class TimeToFillEstimator:
         price = trade.price
         if math.isnan(self._mids.mid) or not 0.0 < price < math.inf:
             return
-        is_ask = trade.aggressor is Side.BUY
+        is_ask = trade.aggressor is BUY
         side = _ASK if is_ask else _BID
         self._trades.add(ts, side)
         orders = self._open[side]
@@ -831,7 +831,7 @@ class HitCountEstimator:
         price = trade.price
         if math.isnan(ref) or not 0.0 < price < math.inf:
             return
-        if trade.aggressor is Side.BUY:
+        if trade.aggressor is BUY:
             side, depth = _ASK, price - ref
         else:
             side, depth = _BID, ref - price

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from bot.events import Quote, Side
+from bot.events import BUY, SELL, Quote
 from strategies.base import require_non_negative, require_positive
 
 
@@ -109,10 +109,10 @@ def build_ladder(
             price = bid_price - level * spacing
             bid_qty = qty * bid_scale
             if bid_qty > 0 and 0 < price < math.inf:
-                bids.append(Quote(Side.BUY, price, bid_qty, level))
+                bids.append(Quote(BUY, price, bid_qty, level))
         if ask_price is not None:
             price = ask_price + level * spacing
             ask_qty = qty * ask_scale
             if ask_qty > 0 and 0 < price < math.inf:
-                asks.append(Quote(Side.SELL, price, ask_qty, level))
+                asks.append(Quote(SELL, price, ask_qty, level))
     return tuple(bids), tuple(asks)
