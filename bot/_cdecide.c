@@ -26,6 +26,7 @@
 #include <structmember.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #define MAX_FIELDS 16
 
@@ -424,11 +425,36 @@ make_cancel(OrderDiff *self, PyObject *ts, PyObject *order)
     return build(self->cancel_cls, self->cancel_off, C_N, values);
 }
 
+/* The client order id: prefix then the decimal id, as f"{prefix}{id}" gives. An ASCII prefix
+ * (the usual case) is copied straight into a new string: PyUnicode_FromFormat parses its
+ * format on every call and was the dearest part of placing an order. */
+static PyObject *
+client_id(PyObject *prefix, long long id)
+{
+    if (id < 0 || !PyUnicode_IS_ASCII(prefix))
+        return PyUnicode_FromFormat("%U%lld", prefix, id);
+    char digits[24];
+    Py_ssize_t n = 0;
+    unsigned long long v = (unsigned long long)id;
+    do {
+        digits[sizeof digits - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    Py_ssize_t plen = PyUnicode_GET_LENGTH(prefix);
+    PyObject *out = PyUnicode_New(plen + n, 127);
+    if (out == NULL)
+        return NULL;
+    Py_UCS1 *data = PyUnicode_1BYTE_DATA(out);
+    memcpy(data, PyUnicode_1BYTE_DATA(prefix), (size_t)plen);
+    memcpy(data + plen, digits + sizeof digits - n, (size_t)n);
+    return out;
+}
+
 /* Place one target: a new live order in ``orders`` and the PlaceOrder command. */
 static PyObject *
 make_place(OrderDiff *self, PyObject *orders, const Target *t, PyObject *ts, long long id)
 {
-    PyObject *cid = PyUnicode_FromFormat("%U%lld", self->prefix, id);
+    PyObject *cid = client_id(self->prefix, id);
     PyObject *price = PyFloat_FromDouble(t->price);
     PyObject *qty = PyFloat_FromDouble(t->qty);
     PyObject *zero = PyFloat_FromDouble(0.0);
