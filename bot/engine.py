@@ -108,10 +108,7 @@ class SimulatedVenue(ExecutionVenue, Protocol):
 
     @property
     def enters_immediately(self) -> bool:
-        """Whether an order rests as soon as it is sent (no entry latency).
-
-        Fixed for the venue's life: the engine reads it once, when the venue is attached.
-        """
+        """Whether an order rests as soon as it is sent (no entry latency)."""
         ...
 
 
@@ -217,7 +214,6 @@ class Engine:
         self.stats = EngineStats()
         self.venue: ExecutionVenue | None = None
         self._sim_venue: SimulatedVenue | None = None
-        self._sim_enters_immediately = False  # the attached simulated venue's, read once
         self._pending: deque[OrderEvent] = deque()
         self._status_interval_ns = status_interval_ns
         self._next_status_ns = 0
@@ -262,9 +258,6 @@ class Engine:
         """Attach the execution venue; a simulated one also receives market data first."""
         self.venue = venue
         self._sim_venue = venue if simulated else None  # type: ignore[assignment]
-        # Fixed for the venue's life; read per deferred update, so kept as a plain bool.
-        self._sim_enters_immediately = (self._sim_venue is not None
-                                        and self._sim_venue.enters_immediately)
 
     def on_order_event(self, event: OrderEvent) -> None:
         """Queue an order event from the venue; the consumer applies it in arrival order."""
@@ -325,8 +318,9 @@ class Engine:
         Booked whole (before quoting) when the book is not valid, or when the simulated venue
         enters orders with no latency (a new order would read its queue from the deep levels).
         """
+        venue = self._sim_venue
         if (not self.book.valid or event.symbol != self.book.symbol
-                or self._sim_enters_immediately):
+                or (venue is not None and venue.enters_immediately)):
             try:
                 whole = event.whole()
             except DataError as exc:
