@@ -369,12 +369,12 @@ class Engine:
         self._requote(ts, cacheable=True)
         if pending is None:
             return
-        touch = (book.best_bid, book.best_ask)
+        touch = book.touch()
         self._pending_change = False
         if not self._book_deep(pending, ts) or not self._touch_final(ts):
             self._requote(ts)
             return
-        moved = touch != (book.best_bid, book.best_ask)
+        moved = touch != book.touch()
         if moved:  # deep levels were not where the parser said (input out of order)
             self._after_book(ts)
         if moved or self._pending_change:
@@ -398,7 +398,7 @@ class Engine:
         at_least = DEEPEN_AT_LEAST
         settle = True
         while True:
-            bid, ask = book.best_bid, book.best_ask
+            bid, ask = book.touch()
             # A side with no level (nan) needs every deferred level of that side.
             bid_floor = _INF if bid > bid_max else (bid if bid == bid else -_INF)
             ask_cap = -_INF if ask < ask_min else (ask if ask == ask else _INF)
@@ -493,7 +493,7 @@ class Engine:
         """
         book = self.book
         band = NEAR_BAND_TICKS * self.tick_size
-        bid, ask = book.best_bid, book.best_ask
+        bid, ask = book.touch()
         for order in self.orders.orders.values():
             reach = (bid - order.price) if order.side is BUY else (order.price - ask)
             if reach >= band:

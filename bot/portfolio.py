@@ -76,7 +76,7 @@ class Portfolio:
         """Mark the position at ``price`` (ignored unless finite and positive); return the PnL."""
         if 0.0 < price < math.inf:
             self.mark_price = price
-        # self.pnl, inlined (once per book update)
+        # The PnL at the mark (``pnl`` reads it from here)
         if self.position == 0.0:
             return self.cash
         return self.cash + self.position * self.mark_price
@@ -84,9 +84,7 @@ class Portfolio:
     @property
     def pnl(self) -> float:
         """Mark-to-market PnL after fees, in quote currency (NaN before the first mark)."""
-        if self.position == 0.0:
-            return self.cash
-        return self.cash + self.position * self.mark_price
+        return self.mark(math.nan)  # a NaN price leaves the mark as it is
 
     @property
     def unrealised(self) -> float:
