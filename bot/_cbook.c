@@ -8,9 +8,11 @@
  * on random operation sequences and on real captures.
  *
  * update() applies levels in order (absolute quantities, 0 removes). A batch whose keys are
- * strictly monotone (Binance sends each side sorted) is merged in one pass over the part of the
- * array at or above its lowest key, instead of one insertion per level, so a diff of a thousand
- * levels costs one sweep of the touched suffix.
+ * strictly monotone (Binance sends each side sorted) is merged in place: each level is found by
+ * a galloping search from the one before, and the stored levels between them move as whole
+ * runs, by the number of levels inserted less those deleted before them. A diff costs its own
+ * size times a logarithm, plus the bytes that really move, never a pass over the whole book
+ * (a book holds thousands of levels; a diff of 40 far levels used to copy all of them).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -43,6 +45,9 @@ typedef struct {
     double *tmp_keys;
     double *tmp_qty;
     Py_ssize_t tmp_cap;
+    /* scratch for merges: where each batch level goes and what it does (see merge_ascending) */
+    Py_ssize_t *tmp_pos;
+    Py_ssize_t pos_cap;
 } BookSide;
 
 /* ------------------------------------------------------------------ memory */
@@ -426,14 +431,146 @@ set_one(BookSide *self, double key, double qty)
 }
 
 /*
- * Merge an ascending, strictly increasing batch (bk, bq, m; in the scratch arrays or reversed
- * in place there) into the main arrays. Only the suffix from the batch's lowest key changes.
+ * The first index in [lo, n] whose key is >= key, given that every key below lo is < key:
+ * probes lo, lo + 1, lo + 3, lo + 7, ... then bisects the last gap. O(log d) for an answer d
+ * places on, so a sorted batch is located in one forward sweep of searches.
+ */
+static Py_ssize_t
+gallop(const double *keys, Py_ssize_t lo, Py_ssize_t n, double key)
+{
+    Py_ssize_t hi = lo, step = 1;
+    while (hi < n && keys[hi] < key) {
+        lo = hi + 1;
+        hi += step;
+        step <<= 1;
+    }
+    if (hi > n)
+        hi = n;
+    return lo + lower_bound(keys + lo, hi - lo, key);
+}
+
+/* merge_ascending's record of one batch level: its position in the old array and two flags. */
+#define POS_FOUND 2 /* the key is stored at that position */
+#define POS_LIVE 1  /* the level has a quantity (not a deletion) */
+
+/* A level's effect on the count of the levels after it: +1 inserted, -1 deleted, else 0. */
+static inline Py_ssize_t
+pos_delta(Py_ssize_t rec)
+{
+    int found = (rec & POS_FOUND) != 0, live = (rec & POS_LIVE) != 0;
+    return found ? (live ? 0 : -1) : (live ? 1 : 0);
+}
+
+/*
+ * Move the stored levels [a, b) by ``shift`` places (both arrays). A sweep's runs are mostly
+ * a level or two long: those are copied inline (in the direction that overlapping needs),
+ * where a pair of memmove calls would cost more than the copying.
+ */
+static inline void
+move_run(BookSide *self, Py_ssize_t a, Py_ssize_t b, Py_ssize_t shift)
+{
+    double *keys = self->keys, *qty = self->qty;
+    if (b <= a || shift == 0)
+        return;
+    if (b - a > 8) {
+        memmove(keys + a + shift, keys + a, (size_t)(b - a) * sizeof(double));
+        memmove(qty + a + shift, qty + a, (size_t)(b - a) * sizeof(double));
+    }
+    else if (shift < 0) {
+        for (Py_ssize_t i = a; i < b; i++) {
+            keys[i + shift] = keys[i];
+            qty[i + shift] = qty[i];
+        }
+    }
+    else {
+        for (Py_ssize_t i = b - 1; i >= a; i--) {
+            keys[i + shift] = keys[i];
+            qty[i + shift] = qty[i];
+        }
+    }
+}
+
+/*
+ * Merge a batch (as merge_ascending) in place, wherever its levels fall in the book.
+ *
+ * First each batch key is located (gallop from the previous one) and the net growth counted.
+ * The stored levels then form runs between the batch positions; run k moves by S_k, the
+ * levels inserted less those deleted before it. Runs that move down are moved first, in
+ * increasing order, then runs that move up, in decreasing order: the final layout keeps the
+ * order and its runs are disjoint, so no move overwrites a run not yet moved. Last, the batch
+ * levels with a quantity are written at their final places.
  */
 static int
-merge_ascending(BookSide *self, const double *bk, const double *bq, Py_ssize_t m)
+merge_gallop(BookSide *self, const double *bk, const double *bq, Py_ssize_t m)
+{
+    if (m > self->pos_cap) {
+        Py_ssize_t size = self->pos_cap ? self->pos_cap : 64;
+        while (size < m)
+            size *= 2;
+        Py_ssize_t *pos = PyMem_Realloc(self->tmp_pos, (size_t)size * sizeof(Py_ssize_t));
+        if (pos == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->tmp_pos = pos;
+        self->pos_cap = size;
+    }
+    Py_ssize_t *rec = self->tmp_pos;
+    Py_ssize_t n = self->n, grow = 0, at = 0;
+    const double *keys = self->keys;
+    for (Py_ssize_t j = 0; j < m; j++) {
+        at = gallop(keys, at, n, bk[j]);
+        Py_ssize_t r = at * 4;
+        if (at < n && keys[at] == bk[j])
+            r |= POS_FOUND;
+        if (bq[j] != 0.0)
+            r |= POS_LIVE;
+        rec[j] = r;
+        grow += pos_delta(r);
+    }
+    if (grow > 0 && grow_main(self, n + grow) < 0)
+        return -1;
+    /* Run k (k = 0..m) is [start of k, rec[k] / 4), the last one ending at n. */
+#define RUN_START(k) ((k) == 0 ? 0 : rec[(k) - 1] / 4 + ((rec[(k) - 1] & POS_FOUND) != 0))
+#define RUN_END(k) ((k) == m ? n : rec[(k)] / 4)
+    Py_ssize_t shift = 0;
+    for (Py_ssize_t k = 0; k <= m; k++) {
+        if (k > 0)
+            shift += pos_delta(rec[k - 1]);
+        if (shift < 0)
+            move_run(self, RUN_START(k), RUN_END(k), shift);
+    }
+    /* shift is now the total growth; walk back down */
+    for (Py_ssize_t k = m; k >= 0; k--) {
+        if (shift > 0)
+            move_run(self, RUN_START(k), RUN_END(k), shift);
+        if (k > 0)
+            shift -= pos_delta(rec[k - 1]);
+    }
+#undef RUN_START
+#undef RUN_END
+    for (Py_ssize_t j = 0; j < m; j++) {
+        Py_ssize_t r = rec[j];
+        if (r & POS_LIVE) {
+            self->keys[r / 4 + shift] = bk[j];
+            self->qty[r / 4 + shift] = bq[j];
+        }
+        shift += pos_delta(r);
+    }
+    self->n = n + grow;
+    return 0;
+}
+
+/*
+ * Merge a batch (as merge_ascending) by one pass over the suffix from ``start``, the first
+ * stored level at or above the batch's lowest key: the suffix is copied aside and merged
+ * back. Cheapest when the suffix is not much longer than the batch (a diff at the touch).
+ */
+static int
+merge_linear(BookSide *self, const double *bk, const double *bq, Py_ssize_t m,
+             Py_ssize_t start)
 {
     Py_ssize_t n = self->n;
-    Py_ssize_t start = lower_bound(self->keys, n, bk[0]);
     Py_ssize_t tail = n - start;
     /* Copy the old suffix aside, then write the merged suffix back from start. */
     double *old_k = PyMem_Malloc((size_t)(tail ? tail : 1) * sizeof(double));
@@ -490,6 +627,21 @@ merge_ascending(BookSide *self, const double *bk, const double *bq, Py_ssize_t m
     PyMem_Free(old_k);
     PyMem_Free(old_q);
     return 0;
+}
+
+/*
+ * Merge an ascending, strictly increasing batch (bk, bq, m; in the scratch arrays or reversed
+ * in place there) into the main arrays. A batch at the touch (the stored levels above its
+ * lowest key are few) is merged by one linear pass; one that reaches deep into the book,
+ * where thousands of levels lie above it, by galloping searches and run moves.
+ */
+static int
+merge_ascending(BookSide *self, const double *bk, const double *bq, Py_ssize_t m)
+{
+    Py_ssize_t start = lower_bound(self->keys, self->n, bk[0]);
+    if (self->n - start <= 8 * m + 64)
+        return merge_linear(self, bk, bq, m, start);
+    return merge_gallop(self, bk, bq, m);
 }
 
 static void
@@ -680,6 +832,7 @@ BookSide_dealloc(BookSide *self)
     PyMem_Free(self->qty);
     PyMem_Free(self->tmp_keys);
     PyMem_Free(self->tmp_qty);
+    PyMem_Free(self->tmp_pos);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 

@@ -107,6 +107,39 @@ def test_large_sorted_batches_merge_like_level_by_level(sign: float) -> None:
     assert observe(fast, probes) == observe(ref, probes)
 
 
+# A deep book and small sorted diffs anywhere in it, beyond both ends too: the diffs far
+# from the touch take the in-place merge (galloping searches, runs moved by the net count
+# of levels inserted before them), the ones at the touch the linear one. Runs of one, two
+# and many levels, inserts and deletes side by side, and keys that are not stored.
+deep_prices = st.integers(-20, 1220).map(lambda i: 1000.0 + i * 0.5)
+deep_qtys = st.sampled_from([0.0, 0.0, -0.0, 1.0, 2.5, 1e-9])
+deep_batches = st.lists(st.tuples(deep_prices, deep_qtys), min_size=4, max_size=40,
+                        unique_by=lambda level: level[0])
+
+
+@needs_c
+@settings(max_examples=300, deadline=None)
+@given(
+    sign=st.sampled_from([1.0, -1.0]),
+    stride=st.sampled_from([1, 2, 3]),
+    batches=st.lists(st.tuples(deep_batches, st.booleans()), min_size=1, max_size=12),
+)
+def test_small_diffs_deep_in_a_large_book_match_the_reference(
+    sign: float, stride: int, batches: list[tuple[list[Level], bool]]
+) -> None:
+    ref, fast = PyBookSide(sign), CBookSide(sign)
+    base = [(1000.0 + i * 0.5, float(i % 5 + 1)) for i in range(0, 1200, stride)]
+    for side in (ref, fast):
+        side.replace(base)
+    probes = [sign * (1000.0 + i * 0.5) for i in range(-25, 1230, 37)]
+    for levels, descending in batches:
+        batch = tuple(sorted(levels, reverse=descending))
+        ref.update(batch)
+        fast.update(batch)
+        assert fast.top(10_000) == ref.top(10_000)
+    assert observe(fast, probes) == observe(ref, probes)
+
+
 @needs_c
 def test_empty_side_and_signs() -> None:
     side = CBookSide(-1.0)
