@@ -56,7 +56,14 @@ from bot.events import (
     Trade,
 )
 from bot.frozen import maker
-from bot.native import count_through, nearest_at_end, parse_levels, parse_run, split_levels
+from bot.native import (
+    count_through,
+    cut_depth,
+    nearest_at_end,
+    parse_levels,
+    parse_run,
+    split_levels,
+)
 
 Market = Literal["spot", "usdm", "coinm"]
 TradeStream = Literal["trade", "aggTrade"]
@@ -249,7 +256,7 @@ class _TradeEnvelope(msgspec.Struct):
 
 _TRADE_DECODER: Final = msgspec.json.Decoder(_TradeEnvelope)
 _DEPTH_DECODER: Final = msgspec.json.Decoder(_DepthEnvelope, strict=False)
-_RAW_DEPTH_DECODER: Final = msgspec.json.Decoder(_RawDepthEnvelope)
+_RAW_DEPTH_DECODER: Final = msgspec.json.Decoder(_RawDepthEnvelope, strict=False)
 _SNAPSHOT_DECODER: Final = msgspec.json.Decoder(_Snapshot, strict=False)
 
 # Touch-first splitting (``touch_levels``): frames shorter than this are decoded whole. Below
@@ -276,36 +283,6 @@ def _levels(raw_levels: Any) -> tuple[Level, ...] | None:
     if len(levels) != len(raw_levels):
         return None
     return tuple(levels)
-
-
-_BIDS_KEY: Final = ',"b":['
-_ASKS_KEY: Final = '],"a":['
-_FRAME_END: Final = "]}}"
-_EMPTY_LEVELS: Final = ',"b":[],"a":[]}}'
-
-
-def _cut_depth_frame(text: str) -> tuple[str, int, int, int, int] | None:
-    """Cut a compact combined-stream diff into its head and where its level arrays are.
-
-    Binance writes the two level arrays last (``...,"b":[...],"a":[...]}}``); the head is
-    returned with empty arrays so it decodes on its own, and the bid and ask arrays as
-    ``text[start:stop]`` spans (the level readers read them in place). None for any other
-    layout (the caller then decodes the frame generically).
-    """
-    bids_at = text.find(_BIDS_KEY)
-    if bids_at < 0 or not text.endswith(_FRAME_END):
-        return None
-    # Level arrays hold only digits, ".", quotes, commas and brackets: the first "a" after
-    # the bids is the asks key's (one memchr-fast scan; the seven-character key itself
-    # searches slowly, stumbling over every "]" of the bids).
-    asks_at = text.find("a", bids_at) - 3
-    if not text.startswith(_ASKS_KEY, asks_at):
-        return None
-    asks_start, asks_stop = asks_at + len(_ASKS_KEY) - 1, len(text) - 2
-    if not (text.endswith("]]", asks_start, asks_stop) or asks_stop - asks_start == 2):
-        return None  # something follows the asks: not the layout this cut knows
-    head = text[:bids_at] + _EMPTY_LEVELS
-    return head, bids_at + len(_BIDS_KEY) - 1, asks_at + 1, asks_start, asks_stop
 
 
 class _DeepLevels:
@@ -755,28 +732,31 @@ class BinanceParser:
         """Split a large in-sync diff: decode the levels nearest the touch, defer the rest.
 
         Binance lists both sides of a diff in ascending price order, so the changed bids
-        nearest the touch are the last ones and the asks the first ones. The level arrays
-        are cut out of the text (Binance's compact layout; any other layout is decoded with
-        the arrays left raw, their JSON syntax checked), the ``touch_levels`` levels of each
+        nearest the touch are the last ones and the asks the first ones. Binance's compact
+        layout is read in place, without a JSON decoder (``cut_depth``: the fields, and the
+        level arrays as spans of the text); any other text is decoded with the arrays left
+        raw, their JSON syntax checked. The ``touch_levels`` levels of each
         side nearest the touch plus one boundary level are decoded and validated now, and the
         deep rest when the engine asks for it.
         """
         stats = self.stats
-        cut = _cut_depth_frame(text)
-        try:
-            if cut is not None:
-                head, bids_start, bids_stop, asks_start, asks_stop = cut
-                data: _DepthData | _RawDepthData = _DEPTH_DECODER.decode(head).data
-                bids_raw = asks_raw = text
-            else:
+        cut = cut_depth(text)
+        if cut is not None:
+            # The compact layout, read in place: the level arrays are spans of the text.
+            (symbol, ts_ms, first_id, final_id, prev_id, bids_start, bids_stop, asks_start,
+             asks_stop) = cut
+            bids_raw = asks_raw = text
+        else:
+            try:
                 data = _RAW_DEPTH_DECODER.decode(text).data
                 bids_raw = bytes(data.b).decode()
                 asks_raw = bytes(data.a).decode()
-                bids_start, bids_stop, asks_start, asks_stop = 0, len(bids_raw), 0, len(asks_raw)
-        except _DECODE_ERRORS:
-            stats.malformed += 1
-            return []
-        if data.s != self.symbol or (self._futures and data.pu < 0):
+            except _DECODE_ERRORS:
+                stats.malformed += 1
+                return []
+            symbol, ts_ms, first_id, final_id, prev_id = data.s, data.E, data.U, data.u, data.pu
+            bids_start, bids_stop, asks_start, asks_stop = 0, len(bids_raw), 0, len(asks_raw)
+        if symbol != self.symbol or (self._futures and prev_id < 0):
             stats.malformed += 1
             return []
         count = self.touch_levels
@@ -790,8 +770,7 @@ class BinanceParser:
         except ValueError:
             stats.malformed += 1
             return []
-        final_id = data.u
-        ts_exchange_ns = data.E * _MS_TO_NS
+        ts_exchange_ns = ts_ms * _MS_TO_NS
         near = _make_delta(ts_exchange_ns, ts_local_ns, self.symbol, near_b, near_a, final_id,
                            True)
         if not deep_b and not deep_a:
@@ -803,7 +782,7 @@ class BinanceParser:
                                asks_at_end, ask_min)
             delta = _make_deferred(ts_exchange_ns, ts_local_ns, self.symbol, final_id, near,
                                    bid_max, ask_min, deep)
-        return self._sequence(data.U, final_id, data.pu if self._futures else -1, delta)
+        return self._sequence(first_id, final_id, prev_id if self._futures else -1, delta)
 
     def _deep_corrupt(self, epoch: int) -> None:
         """The deferred part of a diff already handed out was corrupt: resync the book."""

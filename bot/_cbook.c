@@ -1907,6 +1907,172 @@ cbook_parse_run(PyObject *Py_UNUSED(module), PyObject *text)
     return (PyObject *)run;
 }
 
+/*
+ * A JSON string without escapes or control characters at ``i`` (its opening quote) of ASCII
+ * text: returns the index of its closing quote, or -1.
+ */
+static Py_ssize_t
+plain_string(const char *t, Py_ssize_t len, Py_ssize_t i)
+{
+    if (i >= len || t[i] != '"')
+        return -1;
+    for (i++; i < len; i++) {
+        unsigned char c = (unsigned char)t[i];
+        if (c == '"')
+            return i;
+        if (c == '\\' || c < 0x20)
+            return -1;
+    }
+    return -1;
+}
+
+/*
+ * The digits of a JSON integer of at most 18 digits at ``i``: returns the index after them and
+ * sets *value, or -1. The caller checks what follows (a fraction or an exponent is refused
+ * there, as anything but the separator is).
+ */
+static Py_ssize_t
+plain_int(const char *t, Py_ssize_t len, Py_ssize_t i, long long *value)
+{
+    int minus = i < len && t[i] == '-';
+    Py_ssize_t j = i + minus, first = j;
+    long long v = 0;
+    while (j < len && t[j] >= '0' && t[j] <= '9') {
+        v = v * 10 + (t[j] - '0');
+        j++;
+        if (j - first > 18)
+            return -1;
+    }
+    if (j == first || (t[first] == '0' && j - first > 1))
+        return -1;
+    *value = minus ? -v : v;
+    return j;
+}
+
+#define ENVELOPE_HEAD "{\"stream\":"
+#define DATA_KEY ",\"data\":{"
+#define ASKS_KEY "],\"a\":["
+
+/*
+ * cut_depth(text): a Binance combined-stream depth diff in its compact layout,
+ *
+ *     {"stream":"<name>","data":{"<key>":<int or string>,...,"b":[<levels>],"a":[<levels>]}}
+ *
+ * read without a JSON decoder: returns (s, E, U, u, pu, bids_start, bids_stop, asks_start,
+ * asks_stop), pu -1 when absent, the level arrays as text[start:stop] spans (brackets
+ * included; not read here). None for anything else: whitespace, escapes, a value that is not
+ * an integer or a plain string, a field twice, a missing field, something after the asks,
+ * non-ASCII text. The caller then decodes the frame generically, which decides; so this
+ * accepts only what that decoder reads the same way. bot.native.py_cut_depth is the reference.
+ */
+static PyObject *
+cbook_cut_depth(PyObject *Py_UNUSED(module), PyObject *text)
+{
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "cut_depth: text must be a str");
+        return NULL;
+    }
+    if (!PyUnicode_IS_ASCII(text))
+        Py_RETURN_NONE;
+    const char *t = (const char *)PyUnicode_1BYTE_DATA(text);
+    Py_ssize_t len = PyUnicode_GET_LENGTH(text);
+    const Py_ssize_t head = (Py_ssize_t)sizeof ENVELOPE_HEAD - 1;
+    const Py_ssize_t data_key = (Py_ssize_t)sizeof DATA_KEY - 1;
+    if (len < head || memcmp(t, ENVELOPE_HEAD, (size_t)head) != 0)
+        Py_RETURN_NONE;
+    Py_ssize_t i = plain_string(t, len, head);
+    if (i < 0 || len - (i + 1) < data_key || memcmp(t + i + 1, DATA_KEY, (size_t)data_key) != 0)
+        Py_RETURN_NONE;
+    i += 1 + data_key;
+    /* the data object's fields, up to "b" */
+    enum { F_S, F_E, F_U, F_LU, F_PU, N_FIELDS };
+    long long ints[N_FIELDS] = {0};
+    int seen[N_FIELDS] = {0};
+    Py_ssize_t s_start = 0, s_stop = 0;
+    for (;;) {
+        Py_ssize_t key_end = plain_string(t, len, i);
+        if (key_end < 0 || key_end + 1 >= len || t[key_end + 1] != ':')
+            Py_RETURN_NONE;
+        const char *key = t + i + 1;
+        Py_ssize_t key_len = key_end - i - 1;
+        Py_ssize_t v = key_end + 2;
+        if (key_len == 1 && key[0] == 'b')
+            break;
+        int field = -1;
+        if (key_len == 1) {
+            switch (key[0]) {
+            case 's': field = F_S; break;
+            case 'E': field = F_E; break;
+            case 'U': field = F_U; break;
+            case 'u': field = F_LU; break;
+            default: break;
+            }
+        }
+        else if (key_len == 2 && key[0] == 'p' && key[1] == 'u') {
+            field = F_PU;
+        }
+        if (field >= 0) {
+            if (seen[field])
+                Py_RETURN_NONE;
+            seen[field] = 1;
+        }
+        Py_ssize_t next;
+        if (v < len && t[v] == '"') {
+            if (field >= 0 && field != F_S)
+                Py_RETURN_NONE;
+            next = plain_string(t, len, v);
+            if (next < 0)
+                Py_RETURN_NONE;
+            if (field == F_S) {
+                s_start = v + 1;
+                s_stop = next;
+            }
+            next++;
+        }
+        else {
+            long long value;
+            if (field == F_S)
+                Py_RETURN_NONE;
+            next = plain_int(t, len, v, &value);
+            if (next < 0)
+                Py_RETURN_NONE;
+            if (field >= 0)
+                ints[field] = value;
+        }
+        if (next >= len || t[next] != ',')
+            Py_RETURN_NONE;
+        i = next + 1;
+    }
+    if (!(seen[F_S] && seen[F_E] && seen[F_U] && seen[F_LU]))
+        Py_RETURN_NONE;
+    /* "b":[ ... ],"a":[ ... ]}} with nothing else: the first "a" after the bids is the asks
+     * key's (level arrays hold only digits, ".", quotes, commas and brackets). */
+    Py_ssize_t bids_start = i + 4; /* "b": then [ */
+    if (bids_start >= len || t[bids_start] != '[')
+        Py_RETURN_NONE;
+    const char *a = memchr(t + bids_start, 'a', (size_t)(len - bids_start));
+    const Py_ssize_t asks_key = (Py_ssize_t)sizeof ASKS_KEY - 1;
+    Py_ssize_t asks_at = a == NULL ? -1 : (a - t) - 3;
+    if (asks_at < bids_start || len - asks_at < asks_key
+        || memcmp(t + asks_at, ASKS_KEY, (size_t)asks_key) != 0)
+        Py_RETURN_NONE;
+    Py_ssize_t asks_start = asks_at + asks_key - 1, asks_stop = len - 2;
+    if (len < 3 || memcmp(t + len - 3, "]}}", 3) != 0 || asks_stop < asks_start + 2)
+        Py_RETURN_NONE;
+    if (!(asks_stop - asks_start == 2 || (t[asks_stop - 2] == ']' && t[asks_stop - 1] == ']')))
+        Py_RETURN_NONE; /* something follows the asks */
+    PyObject *symbol = PyUnicode_FromStringAndSize(t + s_start, s_stop - s_start);
+    if (symbol == NULL)
+        return NULL;
+    return Py_BuildValue("(NLLLLnnnn)", symbol, ints[F_E], ints[F_U], ints[F_LU],
+                         seen[F_PU] ? ints[F_PU] : -1LL, bids_start, asks_at + 1, asks_start,
+                         asks_stop);
+}
+
+#undef ENVELOPE_HEAD
+#undef DATA_KEY
+#undef ASKS_KEY
+
 static PyMethodDef cbook_functions[] = {
     {"nth_bracket", (PyCFunction)(void (*)(void))cbook_nth_bracket, METH_FASTCALL,
      "Index of the n-th '[' of text[1:] from the end or the start, or -1."},
@@ -1922,6 +2088,8 @@ static PyMethodDef cbook_functions[] = {
      "The count levels at one end of a level array, the boundary price and the raw rest."},
     {"nearest_at_end", (PyCFunction)(void (*)(void))cbook_nearest_at_end, METH_FASTCALL,
      "Whether a side's levels nearest the touch come last in its array."},
+    {"cut_depth", (PyCFunction)cbook_cut_depth, METH_O,
+     "A Binance depth diff's fields and level-array spans in its compact layout, or None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -282,6 +282,74 @@ def py_level_qty(levels: Sequence[Level], price: float) -> float | None:
     return None
 
 
+# A JSON string without escapes or control characters, and a JSON integer of <= 18 digits.
+_PLAIN_STRING = re.compile(r'"[^"\\\x00-\x1f]*"')
+_PLAIN_INT = re.compile(r"-?(?:0|[1-9][0-9]{0,17})")
+_DEPTH_INTS = frozenset({"E", "U", "u", "pu"})
+
+DepthCut = tuple[str, int, int, int, int, int, int, int, int]
+
+
+def py_cut_depth(text: str) -> DepthCut | None:
+    """Read a Binance combined-stream depth diff in its compact layout, without a decoder.
+
+    The layout: ``{"stream":"<name>","data":{"<key>":<int or string>,...,"b":[...],"a":[...]}}``.
+    Returns ``(s, E, U, u, pu, bids_start, bids_stop, asks_start, asks_stop)`` (pu -1 when
+    absent; each level array is ``text[start:stop]``, brackets included, not read here), or
+    None for anything else: whitespace, escapes, a value that is neither an integer nor a plain
+    string, a field twice, a missing field, something after the asks, non-ASCII text. The
+    caller decodes those generically, which decides.
+    """
+    if not text.isascii() or not text.startswith('{"stream":'):
+        return None
+    match = _PLAIN_STRING.match(text, 10)
+    if match is None or not text.startswith(',"data":{', match.end()):
+        return None
+    i = match.end() + 9
+    symbol: str | None = None
+    ints: dict[str, int] = {}
+    while True:
+        key = _PLAIN_STRING.match(text, i)
+        if key is None or not text.startswith(":", key.end()):
+            return None
+        name, at = key.group()[1:-1], key.end() + 1
+        if name == "b":
+            break
+        tracked = name in _DEPTH_INTS or name == "s"
+        if tracked and (name in ints or (name == "s" and symbol is not None)):
+            return None  # a field twice
+        value = _PLAIN_STRING.match(text, at)
+        if value is not None:
+            if name in _DEPTH_INTS:
+                return None
+            if name == "s":
+                symbol = value.group()[1:-1]
+        else:
+            value = _PLAIN_INT.match(text, at)
+            if value is None or name == "s":
+                return None
+            if name in _DEPTH_INTS:
+                ints[name] = int(value.group())
+        if not text.startswith(",", value.end()):
+            return None
+        i = value.end() + 1
+    if symbol is None or not ints.keys() >= {"E", "U", "u"}:
+        return None
+    bids_start = i + 4
+    if not text.startswith("[", bids_start):
+        return None
+    asks_at = text.find("a", bids_start) - 3
+    if asks_at < bids_start or not text.startswith('],"a":[', asks_at):
+        return None
+    asks_start, asks_stop = asks_at + 6, len(text) - 2
+    if not text.endswith("]}}") or asks_stop < asks_start + 2:
+        return None
+    if not (asks_stop - asks_start == 2 or text.endswith("]]", 0, asks_stop)):
+        return None  # something follows the asks
+    return (symbol, ints["E"], ints["U"], ints["u"], ints.get("pu", -1), bids_start,
+            asks_at + 1, asks_start, asks_stop)
+
+
 cbook: ModuleType | None
 """The compiled module ``bot._cbook``, or None (not built, or ``MMBOT_PURE_PYTHON`` set)."""
 try:
@@ -316,3 +384,5 @@ class _NearestAtEnd(Protocol):
 split_levels: _SplitLevels = cbook.split_levels if cbook is not None else py_split_levels
 nearest_at_end: _NearestAtEnd = (
     cbook.nearest_at_end if cbook is not None else py_nearest_at_end)
+cut_depth: Callable[[str], DepthCut | None] = (
+    cbook.cut_depth if cbook is not None else py_cut_depth)
