@@ -63,6 +63,7 @@ from bot.native import (
     parse_levels,
     parse_run,
     split_levels,
+    split_run,
 )
 
 Market = Literal["spot", "usdm", "coinm"]
@@ -763,10 +764,11 @@ class BinanceParser:
         try:
             bids_at_end = nearest_at_end(bids_raw, True, bids_start, bids_stop)
             asks_at_end = nearest_at_end(asks_raw, False, asks_start, asks_stop)
-            near_b, deep_bid_max, deep_b = split_levels(bids_raw, count, bids_at_end,
-                                                        bids_start, bids_stop)
-            near_a, deep_ask_min, deep_a = split_levels(asks_raw, count, asks_at_end,
-                                                        asks_start, asks_stop)
+            # The near levels as compiled runs: no Python object per level on the quote path.
+            near_b, deep_bid_max, deep_b = split_run(bids_raw, count, bids_at_end,
+                                                     bids_start, bids_stop)
+            near_a, deep_ask_min, deep_a = split_run(asks_raw, count, asks_at_end,
+                                                     asks_start, asks_stop)
         except ValueError:
             stats.malformed += 1
             return []

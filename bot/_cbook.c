@@ -122,8 +122,9 @@ lower_bound(const double *keys, Py_ssize_t n, double key)
  * LevelRun: an immutable run of book levels held as two arrays of doubles, the prices and
  * their quantities. It is a read-only sequence of (price, qty) tuples (made on access), so it
  * can stand wherever levels are read; BookSide.update and level_qty read it straight from the
- * arrays. The settle round of a sweep hands hundreds of levels to the book through one: no
- * Python object per level. Equal to another LevelRun with the same levels, never to a tuple.
+ * arrays. The settle round of a sweep hands hundreds of levels to the book through one, and a
+ * split diff its near levels: no Python object per level. Equal to a LevelRun or a tuple with
+ * the same levels (and hashed as that tuple), so an event means the same whichever it holds.
  */
 typedef struct {
     PyObject_HEAD
@@ -281,7 +282,18 @@ LevelRun_hash(LevelRun *self)
 static PyObject *
 LevelRun_richcompare(PyObject *a, PyObject *b, int op)
 {
-    if (!Py_IS_TYPE(b, &LevelRunType) || (op != Py_EQ && op != Py_NE))
+    if (op != Py_EQ && op != Py_NE)
+        Py_RETURN_NOTIMPLEMENTED;
+    if (PyTuple_Check(b)) {
+        /* the levels a run stands for: equal to the tuple of them (and hashed alike) */
+        PyObject *levels = run_tuple((LevelRun *)a);
+        if (levels == NULL)
+            return NULL;
+        PyObject *out = PyObject_RichCompare(levels, b, op);
+        Py_DECREF(levels);
+        return out;
+    }
+    if (!Py_IS_TYPE(b, &LevelRunType))
         Py_RETURN_NOTIMPLEMENTED;
     LevelRun *x = (LevelRun *)a, *y = (LevelRun *)b;
     int equal = x->n == y->n;
@@ -1533,6 +1545,71 @@ bracketed(PyObject *text, Py_ssize_t start, Py_ssize_t stop, int open)
 }
 
 /*
+ * Read ``n`` levels from ``i`` (the "[" of the first), separated by ws "," ws, into a new
+ * LevelRun; *end is set after the last "]" (then ws). NULL on an error (what text_levels
+ * checks, into C arrays instead of tuples).
+ */
+static ALWAYS_INLINE PyObject *
+text_run_k(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, Py_ssize_t n,
+           Py_ssize_t *end)
+{
+    LevelRun *run = (LevelRun *)run_from_arrays(NULL, NULL, 0, 0);
+    if (run == NULL)
+        return NULL;
+    double *block = PyMem_Realloc(run->price, (size_t)(n ? 2 * n : 1) * sizeof(double));
+    if (block == NULL) {
+        Py_DECREF(run);
+        return PyErr_NoMemory();
+    }
+    run->price = block;
+    run->qty = block + n;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (k > 0) {
+            if (i >= len || PyUnicode_READ(kind, data, i) != ',') {
+                Py_DECREF(run);
+                return level_error(i, "expected ','");
+            }
+            i = skip_ws(kind, data, len, i + 1);
+        }
+        const char *what;
+        Py_ssize_t next = text_level(kind, data, len, i, run->price + k, run->qty + k, &what);
+        if (next < 0) {
+            Py_DECREF(run);
+            return level_error(i, what);
+        }
+        i = skip_ws(kind, data, len, next);
+    }
+    run->n = n;
+    *end = i;
+    return (PyObject *)run;
+}
+
+static PyObject *
+text_run(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, Py_ssize_t n,
+         Py_ssize_t *end)
+{
+#define TEXT_RUN(k) text_run_k(k, data, len, i, n, end)
+    return BY_KIND(kind, TEXT_RUN);
+#undef TEXT_RUN
+}
+
+/* Every level of the array text[0:len] as a LevelRun (parse_region's checks). */
+static PyObject *
+run_region(int kind, const void *data, Py_ssize_t len)
+{
+    if (len == 0 || PyUnicode_READ(kind, data, 0) != '[')
+        return level_error(0, "expected '['");
+    Py_ssize_t n = count_levels(kind, data, len);
+    Py_ssize_t end;
+    PyObject *run = text_run(kind, data, len, skip_ws(kind, data, len, 1), n, &end);
+    if (run != NULL && !closes_at(kind, data, len, end)) {
+        Py_DECREF(run);
+        return level_error(end, "expected ']' and the end");
+    }
+    return run;
+}
+
+/*
  * split_levels(text, count, at_end[, start, stop]): the ``count`` levels at the end (at_end) or
  * the start of an array (text[start:stop], read in place), read now, and the rest left raw.
  * Returns (levels in array order, the price of the boundary level next to them (nan if none),
@@ -1540,21 +1617,22 @@ bracketed(PyObject *text, Py_ssize_t start, Py_ssize_t stop, int open)
  * count + 1 levels, all are read and checked.
  */
 static PyObject *
-cbook_split_levels(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+split_impl(PyObject *const *args, Py_ssize_t nargs, int as_run)
 {
+    const char *name = as_run ? "split_run" : "split_levels";
     if (nargs != 3 && nargs != 5) {
-        PyErr_SetString(PyExc_TypeError,
-                        "split_levels(text, count, at_end[, start, stop]) takes 3 or 5 arguments");
+        PyErr_Format(PyExc_TypeError,
+                     "%s(text, count, at_end[, start, stop]) takes 3 or 5 arguments", name);
         return NULL;
     }
     PyObject *text = args[0];
-    if (text_arg(text, "split_levels") < 0)
+    if (text_arg(text, name) < 0)
         return NULL;
     Py_ssize_t count = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
     if (count == -1 && PyErr_Occurred())
         return NULL;
     if (count < 0) {
-        PyErr_SetString(PyExc_ValueError, "split_levels: count must be >= 0");
+        PyErr_Format(PyExc_ValueError, "%s: count must be >= 0", name);
         return NULL;
     }
     int at_end = PyObject_IsTrue(args[2]);
@@ -1571,7 +1649,7 @@ cbook_split_levels(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_
     for (Py_ssize_t k = 0; k <= count && start >= 0; k++)
         start = next_bracket(kind, data, len, start, at_end);
     if (start < 0) {
-        PyObject *levels = parse_region(kind, data, len);
+        PyObject *levels = as_run ? run_region(kind, data, len) : parse_region(kind, data, len);
         if (levels == NULL)
             return NULL;
         return Py_BuildValue("(Nds)", levels, Py_NAN, "");
@@ -1581,18 +1659,29 @@ cbook_split_levels(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_
     double boundary;
     if (at_end) {
         /* start opens the boundary level; the near ones follow it, then "]" closes. */
-        levels = text_levels(kind, data, len, start, count + 1, &end);
+        levels = (as_run ? text_run : text_levels)(kind, data, len, start, count + 1, &end);
         if (levels == NULL)
             return NULL;
         if (!closes_at(kind, data, len, end)) {
             Py_DECREF(levels);
             return level_error(end, "expected ']' and the end");
         }
-        boundary = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(PyTuple_GET_ITEM(levels, 0), 0));
-        near = PyTuple_GetSlice(levels, 1, count + 1);
-        Py_DECREF(levels);
-        if (near == NULL)
-            return NULL;
+        if (as_run) {
+            /* the boundary level first: drop it, in place */
+            LevelRun *run = (LevelRun *)levels;
+            boundary = run->price[0];
+            memmove(run->price, run->price + 1, (size_t)count * sizeof(double));
+            memmove(run->qty, run->qty + 1, (size_t)count * sizeof(double));
+            run->n = count;
+            near = levels;
+        }
+        else {
+            boundary = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(PyTuple_GET_ITEM(levels, 0), 0));
+            near = PyTuple_GetSlice(levels, 1, count + 1);
+            Py_DECREF(levels);
+            if (near == NULL)
+                return NULL;
+        }
         /* The rest: up to the boundary level's "]", closed again. */
         if (count > 0) {
             /* Up to the first near level, less the separator before it. */
@@ -1613,7 +1702,8 @@ cbook_split_levels(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_
     }
     else {
         /* The near levels from the start, then the boundary level, then "," or the end. */
-        levels = text_levels(kind, data, len, skip_ws(kind, data, len, 1), count + 1, &end);
+        levels = (as_run ? text_run : text_levels)(kind, data, len,
+                                                   skip_ws(kind, data, len, 1), count + 1, &end);
         if (levels == NULL)
             return NULL;
         if (!(end < len && PyUnicode_READ(kind, data, end) == ',')
@@ -1621,11 +1711,20 @@ cbook_split_levels(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_
             Py_DECREF(levels);
             return level_error(end, "expected ',' or ']' and the end");
         }
-        boundary = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(PyTuple_GET_ITEM(levels, count), 0));
-        near = PyTuple_GetSlice(levels, 0, count);
-        Py_DECREF(levels);
-        if (near == NULL)
-            return NULL;
+        if (as_run) {
+            /* the boundary level last: drop it */
+            LevelRun *run = (LevelRun *)levels;
+            boundary = run->price[count];
+            run->n = count;
+            near = levels;
+        }
+        else {
+            boundary = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(PyTuple_GET_ITEM(levels, count), 0));
+            near = PyTuple_GetSlice(levels, 0, count);
+            Py_DECREF(levels);
+            if (near == NULL)
+                return NULL;
+        }
         rest = bracketed(text, base + start, base + len, 1);
     }
     if (rest == NULL) {
@@ -1633,6 +1732,19 @@ cbook_split_levels(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_
         return NULL;
     }
     return Py_BuildValue("(NdN)", near, boundary, rest);
+}
+
+static PyObject *
+cbook_split_levels(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    return split_impl(args, nargs, 0);
+}
+
+/* split_run(text, count, at_end[, start, stop]): split_levels with the levels as a LevelRun. */
+static PyObject *
+cbook_split_run(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    return split_impl(args, nargs, 1);
 }
 
 /*
@@ -1866,45 +1978,7 @@ cbook_parse_run(PyObject *Py_UNUSED(module), PyObject *text)
 {
     if (text_arg(text, "parse_run") < 0)
         return NULL;
-    Py_ssize_t len = PyUnicode_GET_LENGTH(text);
-    int kind = PyUnicode_KIND(text);
-    const void *data = PyUnicode_DATA(text);
-    if (len == 0 || PyUnicode_READ(kind, data, 0) != '[')
-        return level_error(0, "expected '['");
-    Py_ssize_t n = count_levels(kind, data, len);
-    LevelRun *run = (LevelRun *)run_from_arrays(NULL, NULL, 0, 0);
-    if (run == NULL)
-        return NULL;
-    double *block = PyMem_Realloc(run->price, (size_t)(n ? 2 * n : 1) * sizeof(double));
-    if (block == NULL) {
-        Py_DECREF(run);
-        return PyErr_NoMemory();
-    }
-    run->price = block;
-    run->qty = block + n;
-    Py_ssize_t i = skip_ws(kind, data, len, 1);
-    for (Py_ssize_t k = 0; k < n; k++) {
-        if (k > 0) {
-            if (i >= len || PyUnicode_READ(kind, data, i) != ',') {
-                Py_DECREF(run);
-                return level_error(i, "expected ','");
-            }
-            i = skip_ws(kind, data, len, i + 1);
-        }
-        const char *what;
-        Py_ssize_t next = text_level(kind, data, len, i, run->price + k, run->qty + k, &what);
-        if (next < 0) {
-            Py_DECREF(run);
-            return level_error(i, what);
-        }
-        i = skip_ws(kind, data, len, next);
-    }
-    run->n = n;
-    if (!closes_at(kind, data, len, i)) {
-        Py_DECREF(run);
-        return level_error(i, "expected ']' and the end");
-    }
-    return (PyObject *)run;
+    return run_region(PyUnicode_KIND(text), PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text));
 }
 
 /*
@@ -1998,6 +2072,8 @@ cbook_cut_depth(PyObject *Py_UNUSED(module), PyObject *text)
         Py_ssize_t v = key_end + 2;
         if (key_len == 1 && key[0] == 'b')
             break;
+        if (key_len == 1 && key[0] == 'a')
+            Py_RETURN_NONE; /* the asks key before the bids: a field twice, or not the layout */
         int field = -1;
         if (key_len == 1) {
             switch (key[0]) {
@@ -2086,6 +2162,8 @@ static PyMethodDef cbook_functions[] = {
      "Every level of a level array, as a LevelRun."},
     {"split_levels", (PyCFunction)(void (*)(void))cbook_split_levels, METH_FASTCALL,
      "The count levels at one end of a level array, the boundary price and the raw rest."},
+    {"split_run", (PyCFunction)(void (*)(void))cbook_split_run, METH_FASTCALL,
+     "split_levels with the levels read as a LevelRun."},
     {"nearest_at_end", (PyCFunction)(void (*)(void))cbook_nearest_at_end, METH_FASTCALL,
      "Whether a side's levels nearest the touch come last in its array."},
     {"cut_depth", (PyCFunction)cbook_cut_depth, METH_O,

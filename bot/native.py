@@ -315,6 +315,8 @@ def py_cut_depth(text: str) -> DepthCut | None:
         name, at = key.group()[1:-1], key.end() + 1
         if name == "b":
             break
+        if name == "a":
+            return None  # the asks key before the bids: a field twice, or not the layout
         tracked = name in _DEPTH_INTS or name == "s"
         if tracked and (name in ints or (name == "s" and symbol is not None)):
             return None  # a field twice
@@ -377,11 +379,18 @@ class _SplitLevels(Protocol):
                  stop: int = ..., /) -> tuple[tuple[Level, ...], float, str]: ...
 
 
+class _SplitRun(Protocol):
+    def __call__(self, text: str, count: int, at_end: bool, start: int = ...,
+                 stop: int = ..., /) -> tuple[Sequence[Level], float, str]: ...
+
+
 class _NearestAtEnd(Protocol):
     def __call__(self, text: str, bids: bool, start: int = ..., stop: int = ..., /) -> bool: ...
 
 
 split_levels: _SplitLevels = cbook.split_levels if cbook is not None else py_split_levels
+# The levels read as a compiled LevelRun (no Python object per level), else as a tuple.
+split_run: _SplitRun = cbook.split_run if cbook is not None else py_split_levels
 nearest_at_end: _NearestAtEnd = (
     cbook.nearest_at_end if cbook is not None else py_nearest_at_end)
 cut_depth: Callable[[str], DepthCut | None] = (

@@ -399,6 +399,13 @@ def level_texts(draw: st.DrawFn) -> str:
     return text
 
 
+def as_split(result: tuple[Any, float, str]) -> tuple[tuple[Level, ...], float, str]:
+    """split_run's result as split_levels gives it: the levels a LevelRun, read as a tuple."""
+    levels, boundary, rest = result
+    assert type(levels).__name__ == "LevelRun"
+    return tuple(levels), boundary, rest
+
+
 def outcome(call: Callable[[], Any]) -> Any:
     """A call's result made comparable (nan as a marker), or the fact that it raised."""
     try:
@@ -418,7 +425,8 @@ def test_level_readers_match_the_reference(text: str, count: int, flag: bool) ->
 
     assert outcome(lambda: _cbook.parse_levels(text)) == outcome(lambda: py_parse_levels(text))
     assert (outcome(lambda: _cbook.split_levels(text, count, flag))
-            == outcome(lambda: py_split_levels(text, count, flag)))
+            == outcome(lambda: py_split_levels(text, count, flag))
+            == outcome(lambda: as_split(_cbook.split_run(text, count, flag))))
     assert (outcome(lambda: _cbook.nearest_at_end(text, flag))
             == outcome(lambda: py_nearest_at_end(text, flag)))
 
@@ -439,6 +447,8 @@ def test_readers_read_a_region_in_place_as_its_slice(text: str, head: str, tail:
     split_want = outcome(lambda: _cbook.split_levels(text, count, flag))
     assert outcome(lambda: _cbook.split_levels(frame, count, flag, start, stop)) == split_want
     assert outcome(lambda: py_split_levels(frame, count, flag, start, stop)) == split_want
+    assert outcome(lambda: as_split(_cbook.split_run(frame, count, flag, start, stop))) == \
+        split_want
     nearest_want = outcome(lambda: _cbook.nearest_at_end(text, flag))
     assert outcome(lambda: _cbook.nearest_at_end(frame, flag, start, stop)) == nearest_want
     assert outcome(lambda: py_nearest_at_end(frame, flag, start, stop)) == nearest_want
@@ -447,6 +457,8 @@ def test_readers_read_a_region_in_place_as_its_slice(text: str, head: str, tail:
             _cbook.split_levels(frame, count, flag, *bad)
         with pytest.raises(ValueError):
             py_split_levels(frame, count, flag, *bad)
+        with pytest.raises(ValueError):
+            _cbook.split_run(frame, count, flag, *bad)
 
 
 wire_levels = st.lists(
@@ -463,15 +475,22 @@ def test_split_levels_reads_what_msgspec_reads(levels: list[tuple[Any, str]], co
                                                quote: str) -> None:
     import msgspec
 
-    from bot.native import parse_levels, py_parse_levels, py_split_levels, split_levels
+    from bot.native import (
+        parse_levels,
+        py_parse_levels,
+        py_split_levels,
+        split_levels,
+        split_run,
+    )
 
     levels.sort(reverse=descending)
     raw = "[" + ",".join(f"[{quote}{price}{quote},{quote}{qty}{quote}]"
                          for price, qty in levels) + "]"
     decoded = tuple(msgspec.json.decode(raw, type=list[tuple[float, float]], strict=False))
     assert parse_levels(raw) == py_parse_levels(raw) == decoded
-    for split in (split_levels, py_split_levels):
-        near, boundary, rest = split(raw, count, at_end)
+    for split in (split_levels, py_split_levels, split_run):
+        run, boundary, rest = split(raw, count, at_end)
+        near = tuple(run)  # split_run's LevelRun reads as its levels
         if len(decoded) <= count:
             assert (near, rest) == (decoded, "") and math.isnan(boundary)
             continue
@@ -800,7 +819,8 @@ def test_a_level_run_reads_as_its_levels_do(levels: list[Level], sign: float, in
         with pytest.raises(IndexError):
             run[index]
     assert run == _cbook.LevelRun(as_tuple) and hash(run) == hash(_cbook.LevelRun(as_tuple))
-    assert run != as_tuple  # a run equals runs only
+    assert run == as_tuple and as_tuple == run and hash(run) == hash(as_tuple)
+    assert run != list(as_tuple) and run != (*as_tuple, (1.0, 1.0))  # as a tuple compares
     assert repr(run) == f"LevelRun({as_tuple!r})"
     assert pickle.loads(pickle.dumps(run)) == run
     # The book side and level_qty read a run as they read the tuple.

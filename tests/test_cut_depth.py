@@ -93,6 +93,7 @@ def test_the_compact_layout_is_read_field_by_field() -> None:
     FRAME.replace('],"a":[', '],"A":['),
     FRAME.replace('"b":[["61790.10"', '"b":{["61790.10"'),
     '{"stream":"x","data":{"a":[],"b":[]}}',
+    FRAME.replace('"e":"depthUpdate"', '"a":"depthUpdate"'),      # "a" twice
     '{"result":null,"id":1}',
     "",
 ])
