@@ -124,8 +124,9 @@ class BookDelta:
     """Changed levels of the L2 book; a level with quantity 0 is removed.
 
     Quantities are absolute (the new quantity at the price), not increments. ``validated`` as
-    for ``BookSnapshot``. Parsers give tuples; the deep parts of a split update
-    (``DeepLevels``) may hold a compiled ``LevelRun``, a read-only sequence of the same levels.
+    for ``BookSnapshot``. Parsers give tuples, or, for a split Binance diff (its near levels
+    and its deep parts, ``DeepLevels``), a compiled ``LevelRun``: a read-only sequence of the
+    same levels that compares equal to their tuple.
     """
 
     ts_exchange_ns: int
