@@ -58,10 +58,10 @@ from bot.events import (
 from bot.frozen import maker
 from bot.native import (
     count_through,
-    cut_depth,
     nearest_at_end,
     parse_levels,
     parse_run,
+    split_depth,
     split_levels,
     split_run,
 )
@@ -735,19 +735,23 @@ class BinanceParser:
 
         Binance lists both sides of a diff in ascending price order, so the changed bids
         nearest the touch are the last ones and the asks the first ones. Binance's compact
-        layout is read in place, without a JSON decoder (``cut_depth``: the fields, and the
-        level arrays as spans of the text); any other text is decoded with the arrays left
-        raw, their JSON syntax checked. The ``touch_levels`` levels of each
+        layout is read and split in place in one call, without a JSON decoder
+        (``split_depth``); any other text is decoded with the arrays left raw, their JSON
+        syntax checked. The ``touch_levels`` levels of each
         side nearest the touch plus one boundary level are decoded and validated now, and the
         deep rest when the engine asks for it.
         """
         stats = self.stats
-        cut = cut_depth(text)
-        if cut is not None:
-            # The compact layout, read in place: the level arrays are spans of the text.
-            (symbol, ts_ms, first_id, final_id, prev_id, bids_start, bids_stop, asks_start,
-             asks_stop) = cut
-            bids_raw = asks_raw = text
+        count = self.touch_levels
+        try:
+            # The compact layout, read and split in place in one call (no JSON decoder).
+            split = split_depth(text, count)
+        except ValueError:  # a corrupt near level
+            stats.malformed += 1
+            return []
+        if split is not None:
+            (symbol, ts_ms, first_id, final_id, prev_id, near_b, near_a, deep_b, bids_at_end,
+             bid_max, deep_a, asks_at_end, ask_min) = split
         else:
             try:
                 data = _RAW_DEPTH_DECODER.decode(text).data
@@ -757,20 +761,17 @@ class BinanceParser:
                 stats.malformed += 1
                 return []
             symbol, ts_ms, first_id, final_id, prev_id = data.s, data.E, data.U, data.u, data.pu
-            bids_start, bids_stop, asks_start, asks_stop = 0, len(bids_raw), 0, len(asks_raw)
+            try:
+                bids_at_end = nearest_at_end(bids_raw, True)
+                asks_at_end = nearest_at_end(asks_raw, False)
+                near_b, deep_bid_max, deep_b = split_run(bids_raw, count, bids_at_end)
+                near_a, deep_ask_min, deep_a = split_run(asks_raw, count, asks_at_end)
+            except ValueError:
+                stats.malformed += 1
+                return []
+            bid_max = -_INF if deep_bid_max != deep_bid_max else deep_bid_max
+            ask_min = _INF if deep_ask_min != deep_ask_min else deep_ask_min
         if symbol != self.symbol or (self._futures and prev_id < 0):
-            stats.malformed += 1
-            return []
-        count = self.touch_levels
-        try:
-            bids_at_end = nearest_at_end(bids_raw, True, bids_start, bids_stop)
-            asks_at_end = nearest_at_end(asks_raw, False, asks_start, asks_stop)
-            # The near levels as compiled runs: no Python object per level on the quote path.
-            near_b, deep_bid_max, deep_b = split_run(bids_raw, count, bids_at_end,
-                                                     bids_start, bids_stop)
-            near_a, deep_ask_min, deep_a = split_run(asks_raw, count, asks_at_end,
-                                                     asks_start, asks_stop)
-        except ValueError:
             stats.malformed += 1
             return []
         ts_exchange_ns = ts_ms * _MS_TO_NS
@@ -779,8 +780,6 @@ class BinanceParser:
         if not deep_b and not deep_a:
             delta: BookDelta | DeferredBookDelta = near
         else:
-            bid_max = -_INF if deep_bid_max != deep_bid_max else deep_bid_max
-            ask_min = _INF if deep_ask_min != deep_ask_min else deep_ask_min
             deep = _DeepLevels(self, self._epoch, near, deep_b, bids_at_end, bid_max, deep_a,
                                asks_at_end, ask_min)
             delta = _make_deferred(ts_exchange_ns, ts_local_ns, self.symbol, final_id, near,

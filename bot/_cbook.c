@@ -1616,6 +1616,122 @@ run_region(int kind, const void *data, Py_ssize_t len)
  * the rest as an array that starts with the boundary level ("" if none)). With fewer than
  * count + 1 levels, all are read and checked.
  */
+/*
+ * split_levels on the array text[base:base + len] (kind, data): sets *near (a tuple, or a
+ * LevelRun when as_run), *boundary and *rest (new references); 0, or -1 with an error set.
+ */
+static int
+split_core(PyObject *text, Py_ssize_t base, const void *data, Py_ssize_t len, int kind,
+           Py_ssize_t count, int at_end, int as_run, PyObject **near_out, double *boundary_out,
+           PyObject **rest_out)
+{
+    if (len == 0 || PyUnicode_READ(kind, data, 0) != '[') {
+        level_error(0, "expected '['");
+        return -1;
+    }
+    Py_ssize_t start = at_end ? len : 0;
+    for (Py_ssize_t k = 0; k <= count && start >= 0; k++)
+        start = next_bracket(kind, data, len, start, at_end);
+    if (start < 0) {
+        PyObject *levels = as_run ? run_region(kind, data, len) : parse_region(kind, data, len);
+        if (levels == NULL)
+            return -1;
+        PyObject *empty = PyUnicode_New(0, 127);
+        if (empty == NULL) {
+            Py_DECREF(levels);
+            return -1;
+        }
+        *near_out = levels;
+        *boundary_out = Py_NAN;
+        *rest_out = empty;
+        return 0;
+    }
+    Py_ssize_t end;
+    PyObject *levels, *rest, *near;
+    double boundary;
+    if (at_end) {
+        /* start opens the boundary level; the near ones follow it, then "]" closes. */
+        levels = (as_run ? text_run : text_levels)(kind, data, len, start, count + 1, &end);
+        if (levels == NULL)
+            return -1;
+        if (!closes_at(kind, data, len, end)) {
+            Py_DECREF(levels);
+            level_error(end, "expected ']' and the end");
+            return -1;
+        }
+        if (as_run) {
+            /* the boundary level first: drop it, in place */
+            LevelRun *run = (LevelRun *)levels;
+            boundary = run->price[0];
+            memmove(run->price, run->price + 1, (size_t)count * sizeof(double));
+            memmove(run->qty, run->qty + 1, (size_t)count * sizeof(double));
+            run->n = count;
+            near = levels;
+        }
+        else {
+            boundary = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(PyTuple_GET_ITEM(levels, 0), 0));
+            near = PyTuple_GetSlice(levels, 1, count + 1);
+            Py_DECREF(levels);
+            if (near == NULL)
+                return -1;
+        }
+        /* The rest: up to the boundary level's "]", closed again. */
+        if (count > 0) {
+            /* Up to the first near level, less the separator before it. */
+            Py_ssize_t cut = next_bracket(kind, data, len, start, 0);
+            while (cut > 0 && is_ws(PyUnicode_READ(kind, data, cut - 1)))
+                cut--;
+            if (cut > 0 && PyUnicode_READ(kind, data, cut - 1) == ',')
+                cut--;
+            rest = bracketed(text, base, base + cut, 0);
+        }
+        else if (base == 0 && len == PyUnicode_GET_LENGTH(text)) {
+            Py_INCREF(text);
+            rest = text;
+        }
+        else {
+            rest = PyUnicode_Substring(text, base, base + len);
+        }
+    }
+    else {
+        /* The near levels from the start, then the boundary level, then "," or the end. */
+        levels = (as_run ? text_run : text_levels)(kind, data, len,
+                                                   skip_ws(kind, data, len, 1), count + 1, &end);
+        if (levels == NULL)
+            return -1;
+        if (!(end < len && PyUnicode_READ(kind, data, end) == ',')
+            && !closes_at(kind, data, len, end)) {
+            Py_DECREF(levels);
+            level_error(end, "expected ',' or ']' and the end");
+            return -1;
+        }
+        if (as_run) {
+            /* the boundary level last: drop it */
+            LevelRun *run = (LevelRun *)levels;
+            boundary = run->price[count];
+            run->n = count;
+            near = levels;
+        }
+        else {
+            boundary = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(PyTuple_GET_ITEM(levels, count), 0));
+            near = PyTuple_GetSlice(levels, 0, count);
+            Py_DECREF(levels);
+            if (near == NULL)
+                return -1;
+        }
+        rest = bracketed(text, base + start, base + len, 1);
+    }
+    if (rest == NULL) {
+        Py_DECREF(near);
+        return -1;
+    }
+    *near_out = near;
+    *boundary_out = boundary;
+    *rest_out = rest;
+    return 0;
+}
+
+
 static PyObject *
 split_impl(PyObject *const *args, Py_ssize_t nargs, int as_run)
 {
@@ -1642,95 +1758,11 @@ split_impl(PyObject *const *args, Py_ssize_t nargs, int as_run)
     const void *data;
     if (text_region(text, args, nargs, 3, &base, &data, &len) < 0)
         return NULL;
-    int kind = PyUnicode_KIND(text);
-    if (len == 0 || PyUnicode_READ(kind, data, 0) != '[')
-        return level_error(0, "expected '['");
-    Py_ssize_t start = at_end ? len : 0;
-    for (Py_ssize_t k = 0; k <= count && start >= 0; k++)
-        start = next_bracket(kind, data, len, start, at_end);
-    if (start < 0) {
-        PyObject *levels = as_run ? run_region(kind, data, len) : parse_region(kind, data, len);
-        if (levels == NULL)
-            return NULL;
-        return Py_BuildValue("(Nds)", levels, Py_NAN, "");
-    }
-    Py_ssize_t end;
-    PyObject *levels, *rest, *near;
+    PyObject *near, *rest;
     double boundary;
-    if (at_end) {
-        /* start opens the boundary level; the near ones follow it, then "]" closes. */
-        levels = (as_run ? text_run : text_levels)(kind, data, len, start, count + 1, &end);
-        if (levels == NULL)
-            return NULL;
-        if (!closes_at(kind, data, len, end)) {
-            Py_DECREF(levels);
-            return level_error(end, "expected ']' and the end");
-        }
-        if (as_run) {
-            /* the boundary level first: drop it, in place */
-            LevelRun *run = (LevelRun *)levels;
-            boundary = run->price[0];
-            memmove(run->price, run->price + 1, (size_t)count * sizeof(double));
-            memmove(run->qty, run->qty + 1, (size_t)count * sizeof(double));
-            run->n = count;
-            near = levels;
-        }
-        else {
-            boundary = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(PyTuple_GET_ITEM(levels, 0), 0));
-            near = PyTuple_GetSlice(levels, 1, count + 1);
-            Py_DECREF(levels);
-            if (near == NULL)
-                return NULL;
-        }
-        /* The rest: up to the boundary level's "]", closed again. */
-        if (count > 0) {
-            /* Up to the first near level, less the separator before it. */
-            Py_ssize_t cut = next_bracket(kind, data, len, start, 0);
-            while (cut > 0 && is_ws(PyUnicode_READ(kind, data, cut - 1)))
-                cut--;
-            if (cut > 0 && PyUnicode_READ(kind, data, cut - 1) == ',')
-                cut--;
-            rest = bracketed(text, base, base + cut, 0);
-        }
-        else if (base == 0 && len == PyUnicode_GET_LENGTH(text)) {
-            Py_INCREF(text);
-            rest = text;
-        }
-        else {
-            rest = PyUnicode_Substring(text, base, base + len);
-        }
-    }
-    else {
-        /* The near levels from the start, then the boundary level, then "," or the end. */
-        levels = (as_run ? text_run : text_levels)(kind, data, len,
-                                                   skip_ws(kind, data, len, 1), count + 1, &end);
-        if (levels == NULL)
-            return NULL;
-        if (!(end < len && PyUnicode_READ(kind, data, end) == ',')
-            && !closes_at(kind, data, len, end)) {
-            Py_DECREF(levels);
-            return level_error(end, "expected ',' or ']' and the end");
-        }
-        if (as_run) {
-            /* the boundary level last: drop it */
-            LevelRun *run = (LevelRun *)levels;
-            boundary = run->price[count];
-            run->n = count;
-            near = levels;
-        }
-        else {
-            boundary = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(PyTuple_GET_ITEM(levels, count), 0));
-            near = PyTuple_GetSlice(levels, 0, count);
-            Py_DECREF(levels);
-            if (near == NULL)
-                return NULL;
-        }
-        rest = bracketed(text, base + start, base + len, 1);
-    }
-    if (rest == NULL) {
-        Py_DECREF(near);
+    if (split_core(text, base, data, len, PyUnicode_KIND(text), count, at_end, as_run, &near,
+                   &boundary, &rest) < 0)
         return NULL;
-    }
     return Py_BuildValue("(NdN)", near, boundary, rest);
 }
 
@@ -1752,6 +1784,27 @@ cbook_split_run(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
  * last in its array (text[start:stop]), from the prices of its two end levels (the highest bid, the lowest ask is nearest);
  * True with fewer than two levels. Raises ValueError when an end level is corrupt.
  */
+/* nearest_at_end on text[0:len] (kind, data): 1 or 0, or -1 with ValueError set. */
+static int
+nearest_core(int kind, const void *data, Py_ssize_t len, int bids)
+{
+    Py_ssize_t first = next_bracket(kind, data, len, 0, 0);
+    Py_ssize_t last = next_bracket(kind, data, len, len, 1);
+    if (first < 0 || last == first)
+        return 1;
+    double first_price, last_price, qty;
+    const char *what;
+    if (text_level(kind, data, len, first, &first_price, &qty, &what) < 0) {
+        level_error(first, what);
+        return -1;
+    }
+    if (text_level(kind, data, len, last, &last_price, &qty, &what) < 0) {
+        level_error(last, what);
+        return -1;
+    }
+    return (first_price < last_price) == bids;
+}
+
 static PyObject *
 cbook_nearest_at_end(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1770,18 +1823,8 @@ cbook_nearest_at_end(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssiz
     const void *data;
     if (text_region(text, args, nargs, 2, &base, &data, &len) < 0)
         return NULL;
-    int kind = PyUnicode_KIND(text);
-    Py_ssize_t first = next_bracket(kind, data, len, 0, 0);
-    Py_ssize_t last = next_bracket(kind, data, len, len, 1);
-    if (first < 0 || last == first)
-        Py_RETURN_TRUE;
-    double first_price, last_price, qty;
-    const char *what;
-    if (text_level(kind, data, len, first, &first_price, &qty, &what) < 0)
-        return level_error(first, what);
-    if (text_level(kind, data, len, last, &last_price, &qty, &what) < 0)
-        return level_error(last, what);
-    return PyBool_FromLong((first_price < last_price) == bids);
+    int at_end = nearest_core(PyUnicode_KIND(text), data, len, bids);
+    return at_end < 0 ? NULL : PyBool_FromLong(at_end);
 }
 
 /*
@@ -2028,35 +2071,36 @@ plain_int(const char *t, Py_ssize_t len, Py_ssize_t i, long long *value)
 #define ASKS_KEY "],\"a\":["
 
 /*
- * cut_depth(text): a Binance combined-stream depth diff in its compact layout,
+ * The head of a Binance combined-stream depth diff in its compact layout,
  *
  *     {"stream":"<name>","data":{"<key>":<int or string>,...,"b":[<levels>],"a":[<levels>]}}
  *
- * read without a JSON decoder: returns (s, E, U, u, pu, bids_start, bids_stop, asks_start,
- * asks_stop), pu -1 when absent, the level arrays as text[start:stop] spans (brackets
- * included; not read here). None for anything else: whitespace, escapes, a value that is not
- * an integer or a plain string, a field twice, a missing field, something after the asks,
- * non-ASCII text. The caller then decodes the frame generically, which decides; so this
- * accepts only what that decoder reads the same way. bot.native.py_cut_depth is the reference.
+ * read without a JSON decoder into *h: s, E, U, u, pu (-1 when absent) and the level arrays
+ * as text[start:stop] spans (brackets included; not read here); returns 1. 0 (no error set)
+ * for anything else: whitespace, escapes, a value that is not an integer or a plain string,
+ * a field twice, a missing field, something after the asks, non-ASCII text. The caller then
+ * decodes the frame generically, which decides; so this accepts only what that decoder reads
+ * the same way. bot.native.py_cut_depth is the reference.
  */
-static PyObject *
-cbook_cut_depth(PyObject *Py_UNUSED(module), PyObject *text)
+typedef struct {
+    long long E, U, u, pu;
+    Py_ssize_t s_start, s_stop, bids_start, bids_stop, asks_start, asks_stop;
+} DepthHead;
+
+static int
+depth_head(PyObject *text, DepthHead *h)
 {
-    if (!PyUnicode_Check(text)) {
-        PyErr_SetString(PyExc_TypeError, "cut_depth: text must be a str");
-        return NULL;
-    }
     if (!PyUnicode_IS_ASCII(text))
-        Py_RETURN_NONE;
+        return 0;
     const char *t = (const char *)PyUnicode_1BYTE_DATA(text);
     Py_ssize_t len = PyUnicode_GET_LENGTH(text);
     const Py_ssize_t head = (Py_ssize_t)sizeof ENVELOPE_HEAD - 1;
     const Py_ssize_t data_key = (Py_ssize_t)sizeof DATA_KEY - 1;
     if (len < head || memcmp(t, ENVELOPE_HEAD, (size_t)head) != 0)
-        Py_RETURN_NONE;
+        return 0;
     Py_ssize_t i = plain_string(t, len, head);
     if (i < 0 || len - (i + 1) < data_key || memcmp(t + i + 1, DATA_KEY, (size_t)data_key) != 0)
-        Py_RETURN_NONE;
+        return 0;
     i += 1 + data_key;
     /* the data object's fields, up to "b" */
     enum { F_S, F_E, F_U, F_LU, F_PU, N_FIELDS };
@@ -2066,14 +2110,14 @@ cbook_cut_depth(PyObject *Py_UNUSED(module), PyObject *text)
     for (;;) {
         Py_ssize_t key_end = plain_string(t, len, i);
         if (key_end < 0 || key_end + 1 >= len || t[key_end + 1] != ':')
-            Py_RETURN_NONE;
+            return 0;
         const char *key = t + i + 1;
         Py_ssize_t key_len = key_end - i - 1;
         Py_ssize_t v = key_end + 2;
         if (key_len == 1 && key[0] == 'b')
             break;
         if (key_len == 1 && key[0] == 'a')
-            Py_RETURN_NONE; /* the asks key before the bids: a field twice, or not the layout */
+            return 0; /* the asks key before the bids: a field twice, or not the layout */
         int field = -1;
         if (key_len == 1) {
             switch (key[0]) {
@@ -2089,16 +2133,16 @@ cbook_cut_depth(PyObject *Py_UNUSED(module), PyObject *text)
         }
         if (field >= 0) {
             if (seen[field])
-                Py_RETURN_NONE;
+                return 0;
             seen[field] = 1;
         }
         Py_ssize_t next;
         if (v < len && t[v] == '"') {
             if (field >= 0 && field != F_S)
-                Py_RETURN_NONE;
+                return 0;
             next = plain_string(t, len, v);
             if (next < 0)
-                Py_RETURN_NONE;
+                return 0;
             if (field == F_S) {
                 s_start = v + 1;
                 s_stop = next;
@@ -2108,41 +2152,144 @@ cbook_cut_depth(PyObject *Py_UNUSED(module), PyObject *text)
         else {
             long long value;
             if (field == F_S)
-                Py_RETURN_NONE;
+                return 0;
             next = plain_int(t, len, v, &value);
             if (next < 0)
-                Py_RETURN_NONE;
+                return 0;
             if (field >= 0)
                 ints[field] = value;
         }
         if (next >= len || t[next] != ',')
-            Py_RETURN_NONE;
+            return 0;
         i = next + 1;
     }
     if (!(seen[F_S] && seen[F_E] && seen[F_U] && seen[F_LU]))
-        Py_RETURN_NONE;
+        return 0;
     /* "b":[ ... ],"a":[ ... ]}} with nothing else: the first "a" after the bids is the asks
      * key's (level arrays hold only digits, ".", quotes, commas and brackets). */
     Py_ssize_t bids_start = i + 4; /* "b": then [ */
     if (bids_start >= len || t[bids_start] != '[')
-        Py_RETURN_NONE;
+        return 0;
     const char *a = memchr(t + bids_start, 'a', (size_t)(len - bids_start));
     const Py_ssize_t asks_key = (Py_ssize_t)sizeof ASKS_KEY - 1;
     Py_ssize_t asks_at = a == NULL ? -1 : (a - t) - 3;
     if (asks_at < bids_start || len - asks_at < asks_key
         || memcmp(t + asks_at, ASKS_KEY, (size_t)asks_key) != 0)
-        Py_RETURN_NONE;
+        return 0;
     Py_ssize_t asks_start = asks_at + asks_key - 1, asks_stop = len - 2;
     if (len < 3 || memcmp(t + len - 3, "]}}", 3) != 0 || asks_stop < asks_start + 2)
-        Py_RETURN_NONE;
+        return 0;
     if (!(asks_stop - asks_start == 2 || (t[asks_stop - 2] == ']' && t[asks_stop - 1] == ']')))
-        Py_RETURN_NONE; /* something follows the asks */
-    PyObject *symbol = PyUnicode_FromStringAndSize(t + s_start, s_stop - s_start);
+        return 0; /* something follows the asks */
+    h->E = ints[F_E];
+    h->U = ints[F_U];
+    h->u = ints[F_LU];
+    h->pu = seen[F_PU] ? ints[F_PU] : -1;
+    h->s_start = s_start;
+    h->s_stop = s_stop;
+    h->bids_start = bids_start;
+    h->bids_stop = asks_at + 1;
+    h->asks_start = asks_start;
+    h->asks_stop = asks_stop;
+    return 1;
+}
+
+static PyObject *
+depth_symbol(PyObject *text, const DepthHead *h)
+{
+    return PyUnicode_FromStringAndSize((const char *)PyUnicode_1BYTE_DATA(text) + h->s_start,
+                                       h->s_stop - h->s_start);
+}
+
+/*
+ * cut_depth(text): the head of a compact Binance depth diff (see depth_head) as (s, E, U, u,
+ * pu, bids_start, bids_stop, asks_start, asks_stop), or None when the text is not in that
+ * layout. bot.native.py_cut_depth is the reference.
+ */
+static PyObject *
+cbook_cut_depth(PyObject *Py_UNUSED(module), PyObject *text)
+{
+    if (text_arg(text, "cut_depth") < 0)
+        return NULL;
+    DepthHead h;
+    if (!depth_head(text, &h))
+        Py_RETURN_NONE;
+    PyObject *symbol = depth_symbol(text, &h);
     if (symbol == NULL)
         return NULL;
-    return Py_BuildValue("(NLLLLnnnn)", symbol, ints[F_E], ints[F_U], ints[F_LU],
-                         seen[F_PU] ? ints[F_PU] : -1LL, bids_start, asks_at + 1, asks_start,
-                         asks_stop);
+    return Py_BuildValue("(NLLLLnnnn)", symbol, h.E, h.U, h.u, h.pu, h.bids_start, h.bids_stop,
+                         h.asks_start, h.asks_stop);
+}
+
+/* One side of split_depth: which end is nearest the touch, then split_run there. */
+static int
+split_side(PyObject *text, Py_ssize_t start, Py_ssize_t stop, int bids, Py_ssize_t count,
+           int *at_end, PyObject **near, double *bound, PyObject **rest)
+{
+    const void *data = (const char *)PyUnicode_1BYTE_DATA(text) + start;
+    *at_end = nearest_core(PyUnicode_1BYTE_KIND, data, stop - start, bids);
+    if (*at_end < 0)
+        return -1;
+    if (split_core(text, start, data, stop - start, PyUnicode_1BYTE_KIND, count, *at_end, 1,
+                   near, bound, rest) < 0)
+        return -1;
+    /* no deferred level: the bound no level can pass */
+    if (*bound != *bound)
+        *bound = bids ? -Py_HUGE_VAL : Py_HUGE_VAL;
+    return 0;
+}
+
+/*
+ * split_depth(text, count): a compact Binance depth diff read and split in one call, what
+ * cut_depth, then nearest_at_end and split_run on each level array give: (s, E, U, u, pu,
+ * near bids, near asks, deep bids, bids nearest at end, highest deep bid, deep asks, asks
+ * nearest at end, lowest deep ask), the near levels as LevelRuns, the deep ones raw, the
+ * bounds -inf / inf when no level is deferred. None when the text is not in that layout;
+ * ValueError where the level readers raise. bot.native.py_split_depth is the reference.
+ */
+static PyObject *
+cbook_split_depth(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "split_depth(text, count) takes 2 arguments");
+        return NULL;
+    }
+    PyObject *text = args[0];
+    if (text_arg(text, "split_depth") < 0)
+        return NULL;
+    Py_ssize_t count = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
+    if (count == -1 && PyErr_Occurred())
+        return NULL;
+    if (count < 0) {
+        PyErr_SetString(PyExc_ValueError, "split_depth: count must be >= 0");
+        return NULL;
+    }
+    DepthHead h;
+    if (!depth_head(text, &h))
+        Py_RETURN_NONE;
+    int bids_at_end, asks_at_end;
+    PyObject *near_b, *deep_b, *near_a, *deep_a;
+    double bid_max, ask_min;
+    if (split_side(text, h.bids_start, h.bids_stop, 1, count, &bids_at_end, &near_b, &bid_max,
+                   &deep_b) < 0)
+        return NULL;
+    if (split_side(text, h.asks_start, h.asks_stop, 0, count, &asks_at_end, &near_a, &ask_min,
+                   &deep_a) < 0) {
+        Py_DECREF(near_b);
+        Py_DECREF(deep_b);
+        return NULL;
+    }
+    PyObject *symbol = depth_symbol(text, &h);
+    if (symbol == NULL) {
+        Py_DECREF(near_b);
+        Py_DECREF(deep_b);
+        Py_DECREF(near_a);
+        Py_DECREF(deep_a);
+        return NULL;
+    }
+    return Py_BuildValue("(NLLLLNNNNdNNd)", symbol, h.E, h.U, h.u, h.pu, near_b, near_a,
+                         deep_b, PyBool_FromLong(bids_at_end), bid_max, deep_a,
+                         PyBool_FromLong(asks_at_end), ask_min);
 }
 
 #undef ENVELOPE_HEAD
@@ -2168,6 +2315,8 @@ static PyMethodDef cbook_functions[] = {
      "Whether a side's levels nearest the touch come last in its array."},
     {"cut_depth", (PyCFunction)cbook_cut_depth, METH_O,
      "A Binance depth diff's fields and level-array spans in its compact layout, or None."},
+    {"split_depth", (PyCFunction)(void (*)(void))cbook_split_depth, METH_FASTCALL,
+     "A compact Binance depth diff's fields and its level arrays split, or None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -352,6 +352,36 @@ def py_cut_depth(text: str) -> DepthCut | None:
             asks_at + 1, asks_start, asks_stop)
 
 
+DepthSplit = tuple[str, int, int, int, int, Sequence[Level], Sequence[Level], str, bool, float,
+                   str, bool, float]
+
+
+def py_split_depth(text: str, count: int) -> DepthSplit | None:
+    """Read and split a compact Binance depth diff in one go (the compiled twin is one call).
+
+    ``py_cut_depth``, then, on each level array, ``py_nearest_at_end`` and ``py_split_levels``:
+    ``(s, E, U, u, pu, near bids, near asks, deep bids, bids nearest at end, highest deep bid,
+    deep asks, asks nearest at end, lowest deep ask)``; a bound is -inf (bids) or inf (asks)
+    when no level of that side is deferred. None when the text is not in the compact layout.
+
+    Raises:
+        ValueError: ``count`` < 0, or a level read is corrupt.
+    """
+    if count < 0:
+        raise ValueError("split_depth: count must be >= 0")
+    cut = py_cut_depth(text)
+    if cut is None:
+        return None
+    symbol, ts_ms, first_id, final_id, prev_id, b0, b1, a0, a1 = cut
+    bids_at_end = py_nearest_at_end(text, True, b0, b1)
+    near_b, bid_max, deep_b = py_split_levels(text, count, bids_at_end, b0, b1)
+    asks_at_end = py_nearest_at_end(text, False, a0, a1)
+    near_a, ask_min, deep_a = py_split_levels(text, count, asks_at_end, a0, a1)
+    return (symbol, ts_ms, first_id, final_id, prev_id, near_b, near_a, deep_b, bids_at_end,
+            -math.inf if bid_max != bid_max else bid_max, deep_a, asks_at_end,
+            math.inf if ask_min != ask_min else ask_min)
+
+
 cbook: ModuleType | None
 """The compiled module ``bot._cbook``, or None (not built, or ``MMBOT_PURE_PYTHON`` set)."""
 try:
@@ -395,3 +425,5 @@ nearest_at_end: _NearestAtEnd = (
     cbook.nearest_at_end if cbook is not None else py_nearest_at_end)
 cut_depth: Callable[[str], DepthCut | None] = (
     cbook.cut_depth if cbook is not None else py_cut_depth)
+split_depth: Callable[[str, int], DepthSplit | None] = (
+    cbook.split_depth if cbook is not None else py_split_depth)

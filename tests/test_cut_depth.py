@@ -1,9 +1,10 @@
-"""Reading a Binance depth diff without a JSON decoder (``cut_depth``), on real and broken text.
+"""Reading a Binance depth diff without a JSON decoder, on real and broken text.
 
-``cut_depth`` takes the fields and the level-array spans of Binance's compact layout; for any
-other text it returns None and the parser decodes the frame with msgspec, which decides. So:
-the compiled reader must equal its reference on everything, agree with ``json.loads`` where it
-answers, and a parser that never takes the fast path must give the same events.
+``cut_depth`` takes the fields and the level-array spans of Binance's compact layout, and
+``split_depth`` (what the parser calls) splits those arrays too; for any other text both
+return None and the parser decodes the frame with msgspec, which decides. So: the compiled
+readers must equal their references on everything, agree with ``json.loads`` where they
+answer, and a parser that never takes the fast path must give the same events.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import adapters.binance
 from adapters.binance import BinanceParser, Market, is_rest_snapshot
 from bot.errors import DataError
 from bot.events import BookDelta, DeferredBookDelta
-from bot.native import cbook, py_cut_depth
+from bot.native import cbook, py_cut_depth, py_split_depth
 from tests.test_binance import CM_BTC, SPOT_BTC, USDM_BTC, hft_lines
 
 # A real USD-M diff (levels trimmed), the shape every test below starts from.
@@ -32,11 +33,25 @@ FRAME = ('{"stream":"btcusdt@depth@0ms","data":{"e":"depthUpdate","E":1723161257
          '"a":[["61794.50","3.421"],["61801.40","0.000"]]}}')
 
 
+def outcome(call: Any) -> Any:
+    try:
+        return call()
+    except ValueError as exc:
+        return f"ValueError: {exc}"
+
+
 def cut_both(text: str) -> Any:
-    """The compiled reader's answer, checked against the reference's (or the reference's)."""
+    """The reference's head, checked against the compiled reader's; split_depth's too."""
     ours = py_cut_depth(text)
+    split = outcome(lambda: py_split_depth(text, 2))
     if cbook is not None:
         assert cbook.cut_depth(text) == ours
+        # A LevelRun equals the tuple of its levels: the split compares as it is.
+        assert outcome(lambda: cbook.split_depth(text, 2)) == split
+    if ours is None:
+        assert split is None
+    elif not isinstance(split, str):
+        assert split[:5] == ours[:5]
     return ours
 
 
@@ -203,7 +218,7 @@ def test_the_decoder_path_gives_the_same_events(
     reads them with cut_depth and one that leaves every frame to the decoder agree."""
     files = USDM_BTC if market == "usdm" else SPOT_BTC[:1]
     parser = BinanceParser("BTCUSDT", market, 0 if market == "usdm" else 100, touch_levels=16)
-    fast_cut = adapters.binance.cut_depth
+    fast_cut = adapters.binance.split_depth
     rng = random.Random(7)
     compared = malformed = deferred = 0
     for k, (ts, raw) in enumerate(hft_lines(shared_data, files)[:40_000]):
@@ -214,9 +229,9 @@ def test_the_decoder_path_gives_the_same_events(
             for text in (raw, edited(raw, [(rng.choice(["insert", "delete", "replace"]),
                                             rng.randrange(min(len(raw), 300)),
                                             rng.choice('"{}[],:\\ -.09eEabsuU'))])):
-                monkeypatch.setattr(adapters.binance, "cut_depth", fast_cut)
+                monkeypatch.setattr(adapters.binance, "split_depth", fast_cut)
                 fast = parse_one(parser, text, ts)
-                monkeypatch.setattr(adapters.binance, "cut_depth", lambda text: None)
+                monkeypatch.setattr(adapters.binance, "split_depth", lambda text, count: None)
                 slow = parse_one(parser, text, ts)
                 compared += 1
                 if fast != slow:
@@ -230,7 +245,7 @@ def test_the_decoder_path_gives_the_same_events(
                     deferred += 1
                     continue
                 malformed += fast[1].malformed - parser.stats.malformed
-            monkeypatch.setattr(adapters.binance, "cut_depth", fast_cut)
+            monkeypatch.setattr(adapters.binance, "split_depth", fast_cut)
         parser.on_message(raw, ts)
     assert compared > 1000 and malformed > 100
     assert deferred > 10 or market == "spot"  # spot's diffs are rarely split
