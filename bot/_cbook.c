@@ -2204,7 +2204,8 @@ depth_symbol(PyObject *text, const DepthHead *h)
 /*
  * cut_depth(text): the head of a compact Binance depth diff (see depth_head) as (s, E, U, u,
  * pu, bids_start, bids_stop, asks_start, asks_stop), or None when the text is not in that
- * layout. bot.native.py_cut_depth is the reference.
+ * layout: the head reader of split_depth on its own, so tests can hold it to its reference,
+ * bot.native.py_cut_depth.
  */
 static PyObject *
 cbook_cut_depth(PyObject *Py_UNUSED(module), PyObject *text)

@@ -317,8 +317,7 @@ def py_cut_depth(text: str) -> DepthCut | None:
             break
         if name == "a":
             return None  # the asks key before the bids: a field twice, or not the layout
-        tracked = name in _DEPTH_INTS or name == "s"
-        if tracked and (name in ints or (name == "s" and symbol is not None)):
+        if name in ints or (name == "s" and symbol is not None):
             return None  # a field twice
         value = _PLAIN_STRING.match(text, at)
         if value is not None:
@@ -423,7 +422,5 @@ split_levels: _SplitLevels = cbook.split_levels if cbook is not None else py_spl
 split_run: _SplitRun = cbook.split_run if cbook is not None else py_split_levels
 nearest_at_end: _NearestAtEnd = (
     cbook.nearest_at_end if cbook is not None else py_nearest_at_end)
-cut_depth: Callable[[str], DepthCut | None] = (
-    cbook.cut_depth if cbook is not None else py_cut_depth)
 split_depth: Callable[[str, int], DepthSplit | None] = (
     cbook.split_depth if cbook is not None else py_split_depth)
