@@ -473,32 +473,13 @@ pos_delta(Py_ssize_t rec)
     return found ? (live ? 0 : -1) : (live ? 1 : 0);
 }
 
-/*
- * Move the stored levels [a, b) by ``shift`` places (both arrays). A sweep's runs are mostly
- * a level or two long: those are copied inline (in the direction that overlapping needs),
- * where a pair of memmove calls would cost more than the copying.
- */
+/* Move the stored levels [a, b) by ``shift`` places (both arrays). */
 static inline void
 move_run(BookSide *self, Py_ssize_t a, Py_ssize_t b, Py_ssize_t shift)
 {
-    double *keys = self->keys, *qty = self->qty;
-    if (b <= a || shift == 0)
-        return;
-    if (b - a > 8) {
-        memmove(keys + a + shift, keys + a, (size_t)(b - a) * sizeof(double));
-        memmove(qty + a + shift, qty + a, (size_t)(b - a) * sizeof(double));
-    }
-    else if (shift < 0) {
-        for (Py_ssize_t i = a; i < b; i++) {
-            keys[i + shift] = keys[i];
-            qty[i + shift] = qty[i];
-        }
-    }
-    else {
-        for (Py_ssize_t i = b - 1; i >= a; i--) {
-            keys[i + shift] = keys[i];
-            qty[i + shift] = qty[i];
-        }
+    if (b > a && shift != 0) {
+        memmove(self->keys + a + shift, self->keys + a, (size_t)(b - a) * sizeof(double));
+        memmove(self->qty + a + shift, self->qty + a, (size_t)(b - a) * sizeof(double));
     }
 }
 
@@ -1361,32 +1342,66 @@ level_error(Py_ssize_t at, const char *what)
 
 /*
  * Read ``n`` levels from ``i`` (the "[" of the first), separated by ws "," ws, into a new
- * tuple of (price, qty) tuples; *end is set after the last "]" (then ws). NULL on an error.
+ * LevelRun; *end is set after the last "]" (then ws). NULL on an error: a level that is not
+ * [price, qty] (text_level's checks) or a missing ",".
  */
 static ALWAYS_INLINE PyObject *
-text_levels_k(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, Py_ssize_t n,
-              Py_ssize_t *end)
+text_run_k(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, Py_ssize_t n,
+           Py_ssize_t *end)
 {
-    PyObject *levels = PyTuple_New(n);
-    if (levels == NULL)
+    LevelRun *run = (LevelRun *)run_from_arrays(NULL, NULL, 0, 0);
+    if (run == NULL)
         return NULL;
+    double *block = PyMem_Realloc(run->price, (size_t)(n ? 2 * n : 1) * sizeof(double));
+    if (block == NULL) {
+        Py_DECREF(run);
+        return PyErr_NoMemory();
+    }
+    run->price = block;
+    run->qty = block + n;
     for (Py_ssize_t k = 0; k < n; k++) {
         if (k > 0) {
             if (i >= len || PyUnicode_READ(kind, data, i) != ',') {
-                Py_DECREF(levels);
+                Py_DECREF(run);
                 return level_error(i, "expected ','");
             }
             i = skip_ws(kind, data, len, i + 1);
         }
-        double price, qty;
         const char *what;
-        Py_ssize_t next = text_level(kind, data, len, i, &price, &qty, &what);
+        Py_ssize_t next = text_level(kind, data, len, i, run->price + k, run->qty + k, &what);
         if (next < 0) {
-            Py_DECREF(levels);
+            Py_DECREF(run);
             return level_error(i, what);
         }
+        i = skip_ws(kind, data, len, next);
+    }
+    run->n = n;
+    *end = i;
+    return (PyObject *)run;
+}
+
+static PyObject *
+text_run(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, Py_ssize_t n,
+         Py_ssize_t *end)
+{
+#define TEXT_RUN(k) text_run_k(k, data, len, i, n, end)
+    return BY_KIND(kind, TEXT_RUN);
+#undef TEXT_RUN
+}
+
+/* text_run's levels as a tuple of (price, qty) tuples (deletions share one 0.0). */
+static PyObject *
+text_levels(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, Py_ssize_t n,
+            Py_ssize_t *end)
+{
+    LevelRun *run = (LevelRun *)text_run(kind, data, len, i, n, end);
+    if (run == NULL)
+        return NULL;
+    PyObject *levels = PyTuple_New(n);
+    for (Py_ssize_t k = 0; levels != NULL && k < n; k++) {
+        double qty = run->qty[k];
         PyObject *level = PyTuple_New(2);
-        PyObject *p = PyFloat_FromDouble(price);
+        PyObject *p = PyFloat_FromDouble(run->price[k]);
         PyObject *q;
         if (qty == 0.0 && !signbit(qty)) {
             /* a deletion: most levels of a sweep; one shared 0.0 (floats are immutable) */
@@ -1400,25 +1415,15 @@ text_levels_k(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, Py_ssize
             Py_XDECREF(level);
             Py_XDECREF(p);
             Py_XDECREF(q);
-            Py_DECREF(levels);
-            return NULL;
+            Py_CLEAR(levels);
+            break;
         }
         PyTuple_SET_ITEM(level, 0, p);
         PyTuple_SET_ITEM(level, 1, q);
         PyTuple_SET_ITEM(levels, k, level);
-        i = skip_ws(kind, data, len, next);
     }
-    *end = i;
+    Py_DECREF(run);
     return levels;
-}
-
-static PyObject *
-text_levels(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, Py_ssize_t n,
-            Py_ssize_t *end)
-{
-#define TEXT_LEVELS(k) text_levels_k(k, data, len, i, n, end)
-    return BY_KIND(kind, TEXT_LEVELS);
-#undef TEXT_LEVELS
 }
 
 /* Count the levels of an array (the "[" after index 0). */
@@ -1488,15 +1493,19 @@ text_region(PyObject *text, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t 
     return 0;
 }
 
-/* The whole array (``len`` characters at ``data``) as a tuple of levels; NULL on an error. */
+/*
+ * The whole array (``len`` characters at ``data``) as a tuple of levels, or a LevelRun when
+ * ``as_run``; NULL on an error.
+ */
 static PyObject *
-parse_region(int kind, const void *data, Py_ssize_t len)
+parse_region(int kind, const void *data, Py_ssize_t len, int as_run)
 {
     if (len == 0 || PyUnicode_READ(kind, data, 0) != '[')
         return level_error(0, "expected '['");
     Py_ssize_t n = count_levels(kind, data, len);
     Py_ssize_t end;
-    PyObject *levels = text_levels(kind, data, len, skip_ws(kind, data, len, 1), n, &end);
+    PyObject *levels = (as_run ? text_run : text_levels)(kind, data, len,
+                                                         skip_ws(kind, data, len, 1), n, &end);
     if (levels != NULL && !closes_at(kind, data, len, end)) {
         Py_DECREF(levels);
         return level_error(end, "expected ']' and the end");
@@ -1507,7 +1516,8 @@ parse_region(int kind, const void *data, Py_ssize_t len)
 static PyObject *
 parse_all(PyObject *text)
 {
-    return parse_region(PyUnicode_KIND(text), PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text));
+    return parse_region(PyUnicode_KIND(text), PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text),
+                        0);
 }
 
 /* parse_levels(text): every level of an array, as a tuple of (price, qty). */
@@ -1544,70 +1554,6 @@ bracketed(PyObject *text, Py_ssize_t start, Py_ssize_t stop, int open)
     return out;
 }
 
-/*
- * Read ``n`` levels from ``i`` (the "[" of the first), separated by ws "," ws, into a new
- * LevelRun; *end is set after the last "]" (then ws). NULL on an error (what text_levels
- * checks, into C arrays instead of tuples).
- */
-static ALWAYS_INLINE PyObject *
-text_run_k(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, Py_ssize_t n,
-           Py_ssize_t *end)
-{
-    LevelRun *run = (LevelRun *)run_from_arrays(NULL, NULL, 0, 0);
-    if (run == NULL)
-        return NULL;
-    double *block = PyMem_Realloc(run->price, (size_t)(n ? 2 * n : 1) * sizeof(double));
-    if (block == NULL) {
-        Py_DECREF(run);
-        return PyErr_NoMemory();
-    }
-    run->price = block;
-    run->qty = block + n;
-    for (Py_ssize_t k = 0; k < n; k++) {
-        if (k > 0) {
-            if (i >= len || PyUnicode_READ(kind, data, i) != ',') {
-                Py_DECREF(run);
-                return level_error(i, "expected ','");
-            }
-            i = skip_ws(kind, data, len, i + 1);
-        }
-        const char *what;
-        Py_ssize_t next = text_level(kind, data, len, i, run->price + k, run->qty + k, &what);
-        if (next < 0) {
-            Py_DECREF(run);
-            return level_error(i, what);
-        }
-        i = skip_ws(kind, data, len, next);
-    }
-    run->n = n;
-    *end = i;
-    return (PyObject *)run;
-}
-
-static PyObject *
-text_run(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, Py_ssize_t n,
-         Py_ssize_t *end)
-{
-#define TEXT_RUN(k) text_run_k(k, data, len, i, n, end)
-    return BY_KIND(kind, TEXT_RUN);
-#undef TEXT_RUN
-}
-
-/* Every level of the array text[0:len] as a LevelRun (parse_region's checks). */
-static PyObject *
-run_region(int kind, const void *data, Py_ssize_t len)
-{
-    if (len == 0 || PyUnicode_READ(kind, data, 0) != '[')
-        return level_error(0, "expected '['");
-    Py_ssize_t n = count_levels(kind, data, len);
-    Py_ssize_t end;
-    PyObject *run = text_run(kind, data, len, skip_ws(kind, data, len, 1), n, &end);
-    if (run != NULL && !closes_at(kind, data, len, end)) {
-        Py_DECREF(run);
-        return level_error(end, "expected ']' and the end");
-    }
-    return run;
-}
 
 /*
  * split_levels(text, count, at_end[, start, stop]): the ``count`` levels at the end (at_end) or
@@ -1633,7 +1579,7 @@ split_core(PyObject *text, Py_ssize_t base, const void *data, Py_ssize_t len, in
     for (Py_ssize_t k = 0; k <= count && start >= 0; k++)
         start = next_bracket(kind, data, len, start, at_end);
     if (start < 0) {
-        PyObject *levels = as_run ? run_region(kind, data, len) : parse_region(kind, data, len);
+        PyObject *levels = parse_region(kind, data, len, as_run);
         if (levels == NULL)
             return -1;
         PyObject *empty = PyUnicode_New(0, 127);
@@ -2021,7 +1967,8 @@ cbook_parse_run(PyObject *Py_UNUSED(module), PyObject *text)
 {
     if (text_arg(text, "parse_run") < 0)
         return NULL;
-    return run_region(PyUnicode_KIND(text), PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text));
+    return parse_region(PyUnicode_KIND(text), PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text),
+                        1);
 }
 
 /*
