@@ -582,7 +582,9 @@ class Engine:
         """Return what the strategy sees now (σ from the estimator once it is warm)."""
         bid, ask = self.book.touch()
         est = self.sigma_estimator
-        sigma = est.value if est is not None and est.ready else self.model.sigma
+        sigma = est.current if est is not None else None
+        if sigma is None:
+            sigma = self.model.sigma
         return _make_state(ts, (bid + ask) * 0.5, bid, ask, self.tick_size,
                            self.portfolio.position, sigma, self.intensity_a, self.intensity_k)
 
@@ -595,7 +597,7 @@ class Engine:
         bid, ask = book.touch()
         valid = book.valid
         est = self.sigma_estimator
-        sigma = est.value if est is not None and est.ready else None
+        sigma = est.current if est is not None else None
         key = None
         if cacheable and self.decision_cache:
             # Most depth updates leave the touch alone (93% on the Binance USD-M capture).

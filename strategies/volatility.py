@@ -26,6 +26,10 @@ class VolatilityEstimator:
       which at these intervals loses nothing and needs no mean estimate.
 
     Both cost O(1) per sample, and a gap of any number of intervals is recorded in O(1).
+
+    Attributes:
+        current: sigma (as ``value``) once ``ready``, else None; kept up to date as changes
+            are recorded, so reading it costs no computation.
     """
 
     __slots__ = (
@@ -44,6 +48,7 @@ class VolatilityEstimator:
         "_sum",
         "_sum_sq",
         "_window",
+        "current",
     )
 
     def __init__(
@@ -92,6 +97,9 @@ class VolatilityEstimator:
         self._evicted = 0
         self._ewma_sum_sq = 0.0
         self._ewma_weight = 0.0
+        # ``value`` once ready, else None: computed when a change is recorded (about once per
+        # interval), read on every quote.
+        self.current: float | None = None
 
     @property
     def samples(self) -> int:
@@ -106,8 +114,13 @@ class VolatilityEstimator:
     @property
     def value(self) -> float:
         """Return sigma in price per sqrt(second), or NaN until ``ready``."""
+        current = self.current
+        return math.nan if current is None else current
+
+    def _estimate(self) -> float | None:
+        """Compute ``current`` from the sums (None until ``ready``)."""
         if self._count < self._min_samples:  # not ready
-            return math.nan
+            return None
         if self._ewma_halflife is not None:
             variance = self._ewma_sum_sq / self._ewma_weight
         else:
@@ -149,6 +162,7 @@ class VolatilityEstimator:
             self._record_ewma(change, repeat)
         else:
             self._record_rolling(change, repeat)
+        self.current = self._estimate()
 
     def _record_ewma(self, change: float, repeat: int) -> None:
         """Decay the weighted sums ``repeat`` times, adding ``change`` each time."""

@@ -120,6 +120,24 @@ def test_not_ready_until_min_samples() -> None:
     assert estimator.samples == 3
     assert not estimator.ready
     assert math.isnan(estimator.value)
+    assert estimator.current is None
+
+
+@given(steps=event_steps, halflife=st.one_of(st.none(), st.integers(1, 20)))
+def test_current_is_value_once_ready_after_every_update(
+    steps: list[tuple[int, float]], halflife: int | None
+) -> None:
+    # current is kept by the updates; a fresh computation from the sums must agree with it at
+    # every point, including the updates that record several changes at once (gaps).
+    estimator = VolatilityEstimator(window=5, min_samples=3, ewma_halflife=halflife)
+
+    for ts_ns, mid in random_walk_events(steps):
+        estimator.update(ts_ns, mid)
+        if estimator.ready:
+            assert estimator.current is not None
+            assert estimator.current == estimator._estimate()
+        else:
+            assert estimator.current is None
 
 
 def test_a_long_gap_carries_the_mid_forward_in_constant_time() -> None:
