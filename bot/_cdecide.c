@@ -20,6 +20,10 @@
  *
  * ASQuote: strategies.avellaneda_stoikov.AvellanedaStoikov.quote with its ladder
  * (tests/test_strategies_kernel.py).
+ *
+ * Decide: bot.engine.Engine._requote's steps in one call (quote, check, live quantities, diff,
+ * admission), built on the three kernels' cores; None sends the engine to the steps one by one
+ * (tests/test_decide_kernel.py).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -480,40 +484,29 @@ make_place(OrderDiff *self, PyObject *orders, const Target *t, PyObject *ts, lon
     return command;
 }
 
-/* diff(orders, bids, asks, best_bid, best_ask, ts_ns, next_id) -> (commands, placed) | None */
-static PyObject *
-OrderDiff_call(OrderDiff *self, PyObject *const *args, Py_ssize_t nargs)
+/*
+ * The diff on the dict of live orders ``orders`` (ts: the event time as an int, ts_ns its
+ * value): 1 with *commands_out (a new list) and *placed_out set, 0 when an input is not the
+ * plain case (nothing has been changed), -1 with an error set.
+ */
+static int
+diff_core(OrderDiff *self, PyObject *orders, PyObject *bids, PyObject *asks, double best_bid,
+          double best_ask, PyObject *ts, long long ts_ns, long long next_id,
+          PyObject **commands_out, Py_ssize_t *placed_out)
 {
-    if (nargs != 7) {
-        PyErr_SetString(PyExc_TypeError, "diff takes 7 arguments");
-        return NULL;
-    }
-    PyObject *orders = args[0], *bids = args[1], *asks = args[2], *ts = args[5];
-    if (!PyDict_CheckExact(orders) || !PyFloat_CheckExact(args[3])
-            || !PyFloat_CheckExact(args[4]) || !PyLong_CheckExact(ts)
-            || !PyLong_CheckExact(args[6]))
-        Py_RETURN_NONE;
     int overflow = 0;
-    long long ts_ns = PyLong_AsLongLongAndOverflow(ts, &overflow);
-    if (overflow)
-        Py_RETURN_NONE;
-    long long next_id = PyLong_AsLongLongAndOverflow(args[6], &overflow);
-    if (overflow || next_id < 0 || next_id > (1LL << 60))
-        Py_RETURN_NONE;
-    double best_bid = PyFloat_AS_DOUBLE(args[3]), best_ask = PyFloat_AS_DOUBLE(args[4]);
-
     double bid_cap = INFINITY, ask_floor = -INFINITY;
     if (self->post_only_flag) {
         if (isfinite(best_ask) && !snap_on(best_ask - self->tick, &self->price_grid, 0, &bid_cap))
-            Py_RETURN_NONE;
+            return 0;
         if (isfinite(best_bid) && !snap_on(best_bid + self->tick, &self->price_grid, 1, &ask_floor))
-            Py_RETURN_NONE;
+            return 0;
     }
     Target targets[MAX_TARGETS];
     Py_ssize_t n_targets = 0;
     if (!add_targets(self, bids, bid_cap, ask_floor, targets, &n_targets)
             || !add_targets(self, asks, bid_cap, ask_floor, targets, &n_targets))
-        Py_RETURN_NONE;
+        return 0;
 
     /* Plan: which live orders stay (claiming a target), which are cancelled. */
     PyObject *cancels[MAX_CANCELS];
@@ -522,7 +515,7 @@ OrderDiff_call(OrderDiff *self, PyObject *const *args, Py_ssize_t nargs)
     const Py_ssize_t *off = self->order_off;
     while (PyDict_Next(orders, &pos, &key, &order)) {
         if (Py_TYPE(order) != self->order_cls)
-            Py_RETURN_NONE;
+            return 0;
         PyObject *state = SLOT(order, off[O_STATE]);
         if (state == self->pending_cancel)
             continue;
@@ -534,7 +527,7 @@ OrderDiff_call(OrderDiff *self, PyObject *const *args, Py_ssize_t nargs)
                 || !PyLong_CheckExact(level)
                 || !float_slot(order, off[O_PRICE], &price) || !float_slot(order, off[O_QTY], &qty)
                 || !float_slot(order, off[O_FILLED], &filled))
-            Py_RETURN_NONE;
+            return 0;
         Py_ssize_t match = -1;
         for (Py_ssize_t i = 0; i < n_targets; i++) {
             Target *t = &targets[i];
@@ -542,7 +535,7 @@ OrderDiff_call(OrderDiff *self, PyObject *const *args, Py_ssize_t nargs)
                 continue;
             int differs = PyObject_RichCompareBool(t->level, level, Py_NE);
             if (differs < 0)
-                return NULL;
+                return -1;
             if (differs)
                 continue;
             /* OrderManager._match: the first free target of the order's side and level */
@@ -553,7 +546,7 @@ OrderDiff_call(OrderDiff *self, PyObject *const *args, Py_ssize_t nargs)
             if (self->max_age_ns != 0) {
                 long long sent_ns = PyLong_AsLongLongAndOverflow(sent, &overflow), age;
                 if (overflow || __builtin_sub_overflow(ts_ns, sent_ns, &age))
-                    Py_RETURN_NONE;
+                    return 0;
                 fresh = age <= self->max_age_ns;
             }
             if (price_ok && qty_ok && fresh)
@@ -565,7 +558,7 @@ OrderDiff_call(OrderDiff *self, PyObject *const *args, Py_ssize_t nargs)
         }
         else {
             if (n_cancels >= MAX_CANCELS)
-                Py_RETURN_NONE;
+                return 0;
             cancels[n_cancels++] = order;
         }
     }
@@ -573,14 +566,14 @@ OrderDiff_call(OrderDiff *self, PyObject *const *args, Py_ssize_t nargs)
     /* Act: cancels first, then the places, as the reference orders its commands. */
     PyObject *commands = PyList_New(0);
     if (commands == NULL)
-        return NULL;
+        return -1;
     for (Py_ssize_t i = 0; i < n_cancels; i++) {
         set_slot(cancels[i], off[O_STATE], self->pending_cancel);
         PyObject *command = make_cancel(self, ts, cancels[i]);
         if (command == NULL || PyList_Append(commands, command) < 0) {
             Py_XDECREF(command);
             Py_DECREF(commands);
-            return NULL;
+            return -1;
         }
         Py_DECREF(command);
     }
@@ -592,12 +585,68 @@ OrderDiff_call(OrderDiff *self, PyObject *const *args, Py_ssize_t nargs)
         if (command == NULL || PyList_Append(commands, command) < 0) {
             Py_XDECREF(command);
             Py_DECREF(commands);
-            return NULL;
+            return -1;
         }
         Py_DECREF(command);
         placed++;
     }
+    *commands_out = commands;
+    *placed_out = placed;
+    return 1;
+}
+
+/* diff(orders, bids, asks, best_bid, best_ask, ts_ns, next_id) -> (commands, placed) | None */
+static PyObject *
+OrderDiff_call(OrderDiff *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "diff takes 7 arguments");
+        return NULL;
+    }
+    PyObject *orders = args[0], *ts = args[5];
+    if (!PyDict_CheckExact(orders) || !PyFloat_CheckExact(args[3])
+            || !PyFloat_CheckExact(args[4]) || !PyLong_CheckExact(ts)
+            || !PyLong_CheckExact(args[6]))
+        Py_RETURN_NONE;
+    int overflow = 0;
+    long long ts_ns = PyLong_AsLongLongAndOverflow(ts, &overflow);
+    if (overflow)
+        Py_RETURN_NONE;
+    long long next_id = PyLong_AsLongLongAndOverflow(args[6], &overflow);
+    if (overflow || next_id < 0 || next_id > (1LL << 60))
+        Py_RETURN_NONE;
+    PyObject *commands;
+    Py_ssize_t placed;
+    int done = diff_core(self, orders, args[1], args[2], PyFloat_AS_DOUBLE(args[3]),
+                         PyFloat_AS_DOUBLE(args[4]), ts, ts_ns, next_id, &commands, &placed);
+    if (done < 0)
+        return NULL;
+    if (done == 0)
+        Py_RETURN_NONE;
     return Py_BuildValue("(Nn)", commands, placed);
+}
+
+/* OrderManager.live_qtys on its dict of live orders: 1, or 0 when an order is not plain. */
+static int
+live_qtys_core(OrderDiff *self, PyObject *orders, double *buys_out, double *sells_out)
+{
+    double buys = 0.0, sells = 0.0, qty, filled;
+    Py_ssize_t pos = 0;
+    PyObject *key, *order;
+    const Py_ssize_t *off = self->order_off;
+    while (PyDict_Next(orders, &pos, &key, &order)) {
+        if (Py_TYPE(order) != self->order_cls || SLOT(order, off[O_SIDE]) == NULL
+                || !float_slot(order, off[O_QTY], &qty)
+                || !float_slot(order, off[O_FILLED], &filled))
+            return 0;
+        if (SLOT(order, off[O_SIDE]) == self->buy)
+            buys += qty - filled;
+        else
+            sells += qty - filled;
+    }
+    *buys_out = buys;
+    *sells_out = sells;
+    return 1;
 }
 
 static PyObject *
@@ -759,6 +808,36 @@ side_passes(GateCheck *self, PyObject *quotes, int buy, const GateInputs *in)
     return 1;
 }
 
+/*
+ * check's plain case for a valid book, the context's values in ``in`` (its floor is set here)
+ * and its times ``ts`` and ``last`` (exact ints): 1 when the quotes pass untouched, else 0.
+ */
+static int
+gate_passes(GateCheck *self, PyObject *bids, PyObject *asks, PyObject *ts, PyObject *last,
+            GateInputs *in, int reducing)
+{
+    /* RiskGate._update_inventory_state: the state stays what it is */
+    if (isfinite(in->position) && (fabs(in->position) >= self->cap) != reducing)
+        return 0;
+    /* RiskGate._market_problem: none */
+    if (self->max_age_ns) {
+        int overflow = 0;
+        long long now = PyLong_AsLongLongAndOverflow(ts, &overflow), age;
+        if (overflow)
+            return 0;
+        long long then = PyLong_AsLongLongAndOverflow(last, &overflow);
+        if (overflow || __builtin_sub_overflow(now, then, &age) || age > self->max_age_ns)
+            return 0;
+    }
+    if (!(0.0 < in->mid && in->mid < INFINITY && 0.0 < in->bid && in->bid < INFINITY
+          && 0.0 < in->ask && in->ask < INFINITY && 0.0 < in->tick && in->tick < INFINITY
+          && -INFINITY < in->position && in->position < INFINITY))
+        return 0;
+    double by_ticks = self->floor_ticks * in->tick, by_bps = in->mid * self->floor_bps / 1e4;
+    in->floor = by_bps > by_ticks ? by_bps : by_ticks;  /* max(by_ticks, by_bps) */
+    return side_passes(self, bids, 1, in) && side_passes(self, asks, 0, in);
+}
+
 /* check(bids, asks, ctx, reducing) -> bool */
 static PyObject *
 GateCheck_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
@@ -781,32 +860,13 @@ GateCheck_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, P
             || !float_slot(ctx, off[X_TICK], &in.tick)
             || !float_slot(ctx, off[X_POS], &in.position))
         Py_RETURN_FALSE;
-    /* RiskGate._update_inventory_state: the state stays what it is */
     int reducing = PyObject_IsTrue(args[3]);
     if (reducing < 0)
         return NULL;
-    if (isfinite(in.position) && (fabs(in.position) >= self->cap) != reducing)
-        Py_RETURN_FALSE;
-    /* RiskGate._market_problem: none */
-    if (self->max_age_ns) {
-        int overflow = 0;
-        long long now = PyLong_AsLongLongAndOverflow(ts, &overflow), age;
-        if (overflow)
-            Py_RETURN_FALSE;
-        long long then = PyLong_AsLongLongAndOverflow(last, &overflow);
-        if (overflow || __builtin_sub_overflow(now, then, &age) || age > self->max_age_ns)
-            Py_RETURN_FALSE;
-    }
-    if (!(0.0 < in.mid && in.mid < INFINITY && 0.0 < in.bid && in.bid < INFINITY
-          && 0.0 < in.ask && in.ask < INFINITY && 0.0 < in.tick && in.tick < INFINITY
-          && -INFINITY < in.position && in.position < INFINITY))
-        Py_RETURN_FALSE;
-    double by_ticks = self->floor_ticks * in.tick, by_bps = in.mid * self->floor_bps / 1e4;
-    in.floor = by_bps > by_ticks ? by_bps : by_ticks;  /* max(by_ticks, by_bps) */
-    if (side_passes(self, args[0], 1, &in) && side_passes(self, args[1], 0, &in))
-        Py_RETURN_TRUE;
-    Py_RETURN_FALSE;
+    return PyBool_FromLong(gate_passes(self, args[0], args[1], ts, last, &in, reducing));
 }
+
+static int admits_core(GateCheck *, PyObject *, double, double, double, int);
 
 /*
  * admits(commands, ctx, halted) -> bool: whether RiskGate.admit would let every command
@@ -832,6 +892,14 @@ GateCheck_admits(GateCheck *self, PyObject *const *args, Py_ssize_t nargs)
     if (!float_slot(ctx, off[X_POS], &position) || !float_slot(ctx, off[X_LIVE_BUY], &live_buy)
             || !float_slot(ctx, off[X_LIVE_SELL], &live_sell))
         Py_RETURN_FALSE;
+    return PyBool_FromLong(admits_core(self, commands, position, live_buy, live_sell, halted));
+}
+
+/* admits() on the context's values. */
+static int
+admits_core(GateCheck *self, PyObject *commands, double position, double live_buy,
+            double live_sell, int halted)
+{
     double buy_base = position + live_buy, sell_base = -position + live_sell;
     double buys = 0.0, sells = 0.0;
     Py_ssize_t n = PyList_GET_SIZE(commands);
@@ -844,23 +912,23 @@ GateCheck_admits(GateCheck *self, PyObject *const *args, Py_ssize_t nargs)
                 || !float_slot(command, self->place_off[P_PRICE], &price)
                 || !float_slot(command, self->place_off[P_QTY], &qty)
                 || !(0.0 < qty && qty < INFINITY && 0.0 < price && price < INFINITY))
-            Py_RETURN_FALSE;
+            return 0;
         PyObject *side = SLOT(command, self->place_off[P_SIDE]);
         if (side == self->buy) {
             if (!(buy_base + (buys + qty) <= self->cap))
-                Py_RETURN_FALSE;
+                return 0;
             buys += qty;
         }
         else if (side == self->sell) {
             if (!(sell_base + (sells + qty) <= self->cap))
-                Py_RETURN_FALSE;
+                return 0;
             sells += qty;
         }
         else {
-            Py_RETURN_FALSE;
+            return 0;
         }
     }
-    Py_RETURN_TRUE;
+    return 1;
 }
 
 static PyMethodDef GateCheck_methods[] = {
@@ -1022,6 +1090,8 @@ quote_tuple(ASQuote *self, PyObject *side, Py_ssize_t n, const double *price, co
     return quotes;
 }
 
+static PyObject *as_quote(ASQuote *, PyObject *, double, double, double, double, double);
+
 static PyObject *
 ASQuote_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -1040,6 +1110,17 @@ ASQuote_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyO
             || !float_slot(state, off[S_TICK], &tick) || !float_slot(state, off[S_INV], &inventory)
             || !float_slot(state, off[S_SIGMA], &sigma) || !float_slot(state, off[S_K], &k))
         Py_RETURN_NONE;
+    return as_quote(self, ts, mid, tick, inventory, sigma, k);
+}
+
+/*
+ * The quote for the state's values (ts: an exact int): a new QuoteSet, a new reference to None
+ * for the Python method, or NULL with an error set.
+ */
+static PyObject *
+as_quote(ASQuote *self, PyObject *ts, double mid, double tick, double inventory, double sigma,
+         double k)
+{
     /* strategies.base.can_quote (A is not used) */
     if (!(0.0 < mid && mid < INFINITY && 0.0 <= sigma && sigma < INFINITY && 0.0 < k
           && k < INFINITY && isfinite(inventory)))
@@ -1131,13 +1212,213 @@ static PyTypeObject ASQuoteType = {
     .tp_new = ASQuote_new,
 };
 
+/* ------------------------------------------------------------------ Decide */
+
+/*
+ * The engine's requote in one call, for the Avellaneda-Stoikov strategy: ASQuote, then
+ * GateCheck's check, OrderManager.live_qtys and OrderDiff's diff on the manager's orders, then
+ * GateCheck's admits. Each is the plain case of its Python step, so the whole answers only
+ * when every step would: otherwise None, with nothing changed, and the engine runs the steps
+ * one by one (bot.engine.Engine._requote; tests/test_decide_kernel.py).
+ *
+ * It reads the gate's state and the manager's orders and counters from their slots, and on an
+ * answer does what OrderManager.diff does: adds the new orders to the dict, marks the
+ * cancelled ones, and advances _next_id, placed and cancels_sent.
+ */
+
+static const char *const MANAGER_FIELDS[] = {"_orders", "_next_id", "placed", "cancels_sent"};
+enum { M_ORDERS, M_NEXT_ID, M_PLACED, M_CANCELS, M_N };
+
+typedef struct {
+    PyObject_HEAD
+    ASQuote *quote;
+    GateCheck *check;
+    OrderDiff *diff;
+    PyObject *gate, *manager, *active, *reducing;
+    Py_ssize_t state_off, manager_off[M_N];
+    int admit_plain;
+    vectorcallfunc vectorcall;
+} Decide;
+
+static PyObject *Decide_vectorcall(PyObject *, PyObject *const *, size_t, PyObject *);
+
+static PyObject *
+Decide_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"quote", "check", "diff", "gate", "state_slot", "active",
+                             "reducing", "admit_plain", "manager", NULL};
+    PyObject *quote, *check, *diff, *gate, *active, *reducing, *manager;
+    const char *state_slot;
+    int admit_plain;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!OsOOpO", kwlist, &ASQuoteType, &quote,
+                                     &GateCheckType, &check, &OrderDiffType, &diff, &gate,
+                                     &state_slot, &active, &reducing, &admit_plain, &manager))
+        return NULL;
+    ASQuote *q = (ASQuote *)quote;
+    if (q->quote_cls != ((GateCheck *)check)->quote_cls
+            || q->quote_cls != ((OrderDiff *)diff)->quote_cls) {
+        PyErr_SetString(PyExc_TypeError, "the kernels must share one Quote class");
+        return NULL;
+    }
+    Decide *self = (Decide *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+#define KEEP(field, value) (Py_INCREF(value), self->field = (void *)(value))
+    KEEP(quote, quote);
+    KEEP(check, check);
+    KEEP(diff, diff);
+    KEEP(gate, gate);
+    KEEP(manager, manager);
+    KEEP(active, active);
+    KEEP(reducing, reducing);
+#undef KEEP
+    self->admit_plain = admit_plain;
+    self->vectorcall = Decide_vectorcall;
+    if ((self->state_off = slot_offset(Py_TYPE(gate), state_slot)) < 0
+            || offsets_of(Py_TYPE(manager), MANAGER_FIELDS, M_N, self->manager_off) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+Decide_dealloc(Decide *self)
+{
+    Py_XDECREF(self->quote);
+    Py_XDECREF(self->check);
+    Py_XDECREF(self->diff);
+    Py_XDECREF(self->gate);
+    Py_XDECREF(self->manager);
+    Py_XDECREF(self->active);
+    Py_XDECREF(self->reducing);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* An exact int slot's value in [0, 2**60]: 1, or 0 when it is anything else. */
+static int
+count_slot(PyObject *obj, Py_ssize_t offset, long long *out)
+{
+    PyObject *value = SLOT(obj, offset);
+    if (value == NULL || !PyLong_CheckExact(value))
+        return 0;
+    int overflow = 0;
+    *out = PyLong_AsLongLongAndOverflow(value, &overflow);
+    return !overflow && 0 <= *out && *out <= (1LL << 60);
+}
+
+/* Store a count in an int slot: 0, or -1 with an error set. */
+static int
+set_count(PyObject *obj, Py_ssize_t offset, long long value)
+{
+    PyObject *number = PyLong_FromLongLong(value);
+    if (number == NULL)
+        return -1;
+    set_slot(obj, offset, number);
+    Py_DECREF(number);
+    return 0;
+}
+
+/*
+ * decide(ts_ns, best_bid, best_ask, last_book_ts_ns, position, sigma, intensity_k, tick_size)
+ * -> (approved, commands, live_buy_qty, live_sell_qty, all_admitted) | None, for a valid book.
+ */
+static PyObject *
+Decide_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Decide *self = (Decide *)callable;
+    if (PyVectorcall_NARGS(nargsf) != 8 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0)) {
+        PyErr_SetString(PyExc_TypeError, "decide takes 8 positional arguments");
+        return NULL;
+    }
+    PyObject *ts = args[0], *last = args[3];
+    for (int i = 1; i < 8; i++) {
+        if (i != 3 && !PyFloat_CheckExact(args[i]))
+            Py_RETURN_NONE;
+    }
+    if (!PyLong_CheckExact(ts) || !PyLong_CheckExact(last))
+        Py_RETURN_NONE;
+    double bid = PyFloat_AS_DOUBLE(args[1]), ask = PyFloat_AS_DOUBLE(args[2]);
+    double position = PyFloat_AS_DOUBLE(args[4]), sigma = PyFloat_AS_DOUBLE(args[5]);
+    double k = PyFloat_AS_DOUBLE(args[6]), tick = PyFloat_AS_DOUBLE(args[7]);
+    /* RiskGate.check: HALTED approves nothing (the Python steps cancel everything) */
+    PyObject *state = SLOT(self->gate, self->state_off);
+    int reducing;
+    if (state == self->active)
+        reducing = 0;
+    else if (state == self->reducing)
+        reducing = 1;
+    else
+        Py_RETURN_NONE;
+    int overflow = 0;
+    long long ts_ns = PyLong_AsLongLongAndOverflow(ts, &overflow);
+    const Py_ssize_t *moff = self->manager_off;
+    PyObject *orders = SLOT(self->manager, moff[M_ORDERS]);
+    long long next_id, placed_before, cancels_before;
+    if (overflow || orders == NULL || !PyDict_CheckExact(orders)
+            || !count_slot(self->manager, moff[M_NEXT_ID], &next_id)
+            || !count_slot(self->manager, moff[M_PLACED], &placed_before)
+            || !count_slot(self->manager, moff[M_CANCELS], &cancels_before))
+        Py_RETURN_NONE;
+    /* the engine's requote: the live quantities are those before the diff */
+    double live_buy, live_sell;
+    if (!live_qtys_core(self->diff, orders, &live_buy, &live_sell))
+        Py_RETURN_NONE;
+    double mid = (bid + ask) * 0.5;
+    PyObject *approved = as_quote(self->quote, ts, mid, tick, position, sigma, k);
+    if (approved == NULL || approved == Py_None)
+        return approved;
+    PyObject *bids = SLOT(approved, self->quote->quoteset_off[0]);
+    PyObject *asks = SLOT(approved, self->quote->quoteset_off[1]);
+    GateInputs in = {mid, bid, ask, tick, position, 0.0};
+    PyObject *commands;
+    Py_ssize_t placed;
+    int done = 0;
+    if (gate_passes(self->check, bids, asks, ts, last, &in, reducing))
+        done = diff_core(self->diff, orders, bids, asks, bid, ask, ts, ts_ns, next_id, &commands,
+                         &placed);
+    if (done <= 0) {
+        Py_DECREF(approved);
+        if (done < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t cancels = PyList_GET_SIZE(commands) - placed;
+    if (set_count(self->manager, moff[M_NEXT_ID], next_id + placed) < 0
+            || set_count(self->manager, moff[M_PLACED], placed_before + placed) < 0
+            || set_count(self->manager, moff[M_CANCELS], cancels_before + cancels) < 0) {
+        Py_DECREF(approved);
+        Py_DECREF(commands);
+        return NULL;
+    }
+    int all_admitted = self->admit_plain
+                       && admits_core(self->check, commands, position, live_buy, live_sell, 0);
+    return Py_BuildValue("(NNddN)", approved, commands, live_buy, live_sell,
+                         PyBool_FromLong(all_admitted));
+}
+
+static PyTypeObject DecideType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "bot._cbook.Decide",
+    .tp_basicsize = sizeof(Decide),
+    .tp_dealloc = (destructor)Decide_dealloc,
+    .tp_vectorcall_offset = offsetof(Decide, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "Decide(quote, check, diff, gate, state_slot, active, reducing, admit_plain, "
+              "manager)(ts_ns, best_bid, best_ask, last_book_ts_ns, position, sigma, "
+              "intensity_k, tick_size): the engine's requote in C, or None for its steps.",
+    .tp_new = Decide_new,
+};
+
 /* ------------------------------------------------------------------ module */
 
 int
 decide_init(PyObject *module)
 {
     /* PyModule_AddType readies each type and adds it under the last part of its tp_name. */
-    PyTypeObject *types[] = {&MakerType, &OrderDiffType, &GateCheckType, &ASQuoteType};
+    PyTypeObject *types[] = {&MakerType, &OrderDiffType, &GateCheckType, &ASQuoteType,
+                             &DecideType};
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
         if (PyModule_AddType(module, types[i]) < 0)
             return -1;

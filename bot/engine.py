@@ -55,12 +55,14 @@ from bot.events import (
     RiskStateChanged,
     Timer,
     Trade,
+    cbook,
 )
 from bot.frozen import maker
 from bot.journal import Journal
 from bot.orders import OrderManager, snap_price
 from bot.portfolio import Portfolio
 from risk.gate import RiskContext, RiskGate
+from strategies.avellaneda_stoikov import AvellanedaStoikov
 from strategies.base import Strategy
 from strategies.health import ModelHealth
 from strategies.intensity import IntensityEstimator
@@ -245,6 +247,7 @@ class Engine:
         self._decision_key: tuple[Any, ...] | None = None
         self._decision_denials: list[str] = []
         self._order_epoch = 0
+        self._compiled_requote = compiled_requote(strategy, gate, orders)
         self.last_ts_ns = 0
         # Latency probes for the benchmark: perf_counter_ns of the first quoting decision and
         # of the first commands sent since the caller last zeroed them (None: not measuring).
@@ -613,40 +616,67 @@ class Engine:
                     self.first_decision_ns = time.perf_counter_ns()
                 return
         mid = (bid + ask) * 0.5  # book.mid, computed as the book does
-        if valid and mid == mid and ts >= self._paused_until_ns:
-            # market_state(ts), from the values read above
-            desired = self.strategy.quote(_make_state(
-                ts, mid, bid, ask, self.tick_size, self.portfolio.position,
-                self.model.sigma if sigma is None else sigma, self.intensity_a,
-                self.intensity_k))
+        quoting = valid and mid == mid and ts >= self._paused_until_ns
+        if sigma is None:
+            sigma = self.model.sigma
+        position = self.portfolio.position
+        fused = self._compiled_requote
+        decided = None
+        if fused is not None and quoting and self._widen == 1.0:
+            # The steps below in one C call (bot/_cdecide.c's Decide) when each is its plain
+            # case: nothing to deny, trim or change; None otherwise, with nothing changed.
+            decided = fused(ts, bid, ask, book.last_update_ns, position, sigma,
+                            self.intensity_k, self.tick_size)
+        ctx: RiskContext | None = None
+        if decided is not None:
             self.stats.quotes += 1
-            if self._widen != 1.0:
-                desired = widen(desired, mid, self._widen)
+            approved, commands, live_buy_qty, live_sell_qty, all_admitted = decided
+            denials: tuple[RiskDenied, ...] = ()
+            if self._last_denials:
+                self._note_denials(denials)
         else:
-            desired = _EMPTY
-        live_buy_qty, live_sell_qty = self.orders.live_qtys()
-        ctx = _make_context(ts, mid, bid, ask, self.tick_size, valid, book.last_update_ns,
-                            self.portfolio.position, live_buy_qty, live_sell_qty)
-        decision = self.gate.check(desired, ctx)
-        for change in decision.changes:
-            self._risk_changed(change)
-        if decision.denials or self._last_denials:
-            self._note_denials(decision.denials)
-        self._last_quotes = decision.approved
-        if decision.cancel_all:
-            commands: list[Command] = list(self.orders.cancel_all(ts))
-        else:
-            commands = self.orders.diff(decision.approved, bid, ask, ts)
-        denials = decision.denials
+            if quoting:
+                # market_state(ts), from the values read above
+                desired = self.strategy.quote(_make_state(
+                    ts, mid, bid, ask, self.tick_size, position, sigma, self.intensity_a,
+                    self.intensity_k))
+                self.stats.quotes += 1
+                if self._widen != 1.0:
+                    desired = widen(desired, mid, self._widen)
+            else:
+                desired = _EMPTY
+            live_buy_qty, live_sell_qty = self.orders.live_qtys()
+            ctx = _make_context(ts, mid, bid, ask, self.tick_size, valid, book.last_update_ns,
+                                position, live_buy_qty, live_sell_qty)
+            decision = self.gate.check(desired, ctx)
+            for change in decision.changes:
+                self._risk_changed(change)
+            denials = decision.denials
+            if denials or self._last_denials:
+                self._note_denials(denials)
+            approved = decision.approved
+            if decision.cancel_all:
+                commands = list(self.orders.cancel_all(ts))
+            else:
+                commands = self.orders.diff(approved, bid, ask, ts)
+            all_admitted = False
+        self._last_quotes = approved
         self._decision_denials = [d.reason.value for d in denials] if denials else []
         self._decision_key = key
         if commands:
-            admitted, refused = self.gate.admit(commands, ctx)
-            if refused:
-                # Refused for the rate budget or the live-order cap: the same inputs may pass
-                # later, so this decision must not be reused.
-                self._decision_key = None
-                self._refuse(commands, admitted, refused, ts)
+            if all_admitted:
+                admitted = commands
+            else:
+                if ctx is None:
+                    ctx = _make_context(ts, mid, bid, ask, self.tick_size, valid,
+                                        book.last_update_ns, position, live_buy_qty,
+                                        live_sell_qty)
+                admitted, refused = self.gate.admit(commands, ctx)
+                if refused:
+                    # Refused for the rate budget or the live-order cap: the same inputs may
+                    # pass later, so this decision must not be reused.
+                    self._decision_key = None
+                    self._refuse(commands, admitted, refused, ts)
             if self.measure and admitted and not self.first_commands_ns:
                 # The commands leave here: diffed, admitted, handed to the execution venue.
                 self.first_commands_ns = time.perf_counter_ns()
@@ -655,7 +685,7 @@ class Engine:
             self.first_decision_ns = time.perf_counter_ns()
         if self.health is not None:
             # Bookkeeping only (evaluated after the event): off the tick-to-quote path.
-            self._observe_health(ts, decision.approved)
+            self._observe_health(ts, approved)
 
     def _refit(self, ts: int) -> None:
         """Re-fit A and k on the trailing window; use the fit only if it is sound."""
@@ -1035,6 +1065,25 @@ class Engine:
             self.log.error("shutdown_orders_unconfirmed", count=len(self.orders.orders))
         if self.journal is not None:
             self.journal.flush()
+
+
+def compiled_requote(strategy: Strategy, gate: RiskGate,
+                     orders: OrderManager) -> Callable[..., Any] | None:
+    """The requote's plain case in one C call (``bot._cbook.Decide``), or None.
+
+    Built when the strategy is Avellaneda-Stoikov and the strategy, the gate and the order
+    manager each have their compiled kernel; ``Engine._requote`` runs the steps one by one
+    whenever it answers None.
+    """
+    quote = strategy.kernel if isinstance(strategy, AvellanedaStoikov) else None
+    check, diff = gate.kernel, orders.kernel
+    if cbook is None or quote is None or check is None or diff is None:
+        return None
+    decide: Callable[..., Any] = cbook.Decide(
+        quote=quote, check=check, diff=diff, gate=gate, state_slot="_state",
+        active=RiskState.ACTIVE, reducing=RiskState.REDUCING,
+        admit_plain=gate.admit_compiled, manager=orders)
+    return decide
 
 
 def widen(quotes: QuoteSet, mid: float, factor: float) -> QuoteSet:

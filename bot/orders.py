@@ -350,6 +350,13 @@ class OrderManager:
         """Read-only view of the live orders by client order id, in placement order."""
         return self._orders_view
 
+    @property
+    def kernel(self) -> object | None:
+        """The compiled ``diff`` (``bot._cbook.OrderDiff``), or None; the engine fuses it into
+        its compiled requote, which keeps ``_orders``, ``_next_id``, ``placed`` and
+        ``cancels_sent`` as ``diff`` does."""
+        return self._kernel
+
     def order(self, client_order_id: str) -> ManagedOrder | None:
         """Return the live order with this id, or None."""
         return self._orders.get(client_order_id)

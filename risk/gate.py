@@ -227,6 +227,18 @@ class RiskGate:
         return self._state
 
     @property
+    def kernel(self) -> object | None:
+        """The compiled plain cases of ``check`` and ``admit`` (``bot._cbook.GateCheck``), or
+        None; the engine fuses it into its compiled requote, which reads the state from the
+        ``_state`` slot."""
+        return self._kernel
+
+    @property
+    def admit_compiled(self) -> bool:
+        """Whether ``admit`` has a compiled plain case (none with an order-rate limit)."""
+        return self._admit_kernel is not None
+
+    @property
     def peak_pnl(self) -> float | None:
         """Return the highest PnL seen since start or the last reset; None before the first."""
         return self._peak_pnl

@@ -142,6 +142,12 @@ class AvellanedaStoikov:
         """Return the parameters."""
         return self._params
 
+    @property
+    def kernel(self) -> object | None:
+        """The compiled quote (``bot._cbook.ASQuote``), or None (no C extension, or a ladder
+        it does not hold); the engine fuses it into its compiled requote."""
+        return self._kernel
+
     def quote(self, state: MarketState) -> QuoteSet:
         """Return the quotes for ``state``.
 
