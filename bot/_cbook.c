@@ -1299,6 +1299,28 @@ read_number(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, double *va
 }
 
 /*
+ * "0" or "0.0...0" (quoted) at ``i``: the quantity of a deletion, most levels of a sweep.
+ * Returns the index after its closing quote, or -1 for anything else (read_number decides,
+ * and reads these as 0.0 too).
+ */
+static ALWAYS_INLINE Py_ssize_t
+quoted_zero(int kind, const void *data, Py_ssize_t len, Py_ssize_t i)
+{
+    if (i + 2 >= len || PyUnicode_READ(kind, data, i) != '"'
+            || PyUnicode_READ(kind, data, i + 1) != '0')
+        return -1;
+    Py_ssize_t j = i + 2;
+    if (PyUnicode_READ(kind, data, j) == '.') {
+        Py_ssize_t first = ++j;
+        while (j < len && PyUnicode_READ(kind, data, j) == '0')
+            j++;
+        if (j == first)
+            return -1;
+    }
+    return j < len && PyUnicode_READ(kind, data, j) == '"' ? j + 1 : -1;
+}
+
+/*
  * The level whose "[" is at ``i``. Returns the index after its "]" and sets *price, *qty,
  * or -1 with *what saying what is wrong.
  */
@@ -1315,9 +1337,17 @@ text_level(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, double *pri
     i = skip_ws(kind, data, len, i);
     if (i >= len || PyUnicode_READ(kind, data, i) != ',')
         return -1;
-    i = read_number(kind, data, len, skip_ws(kind, data, len, i + 1), qty);
-    if (i < 0)
-        return -1;
+    i = skip_ws(kind, data, len, i + 1);
+    Py_ssize_t zero = quoted_zero(kind, data, len, i);
+    if (zero > 0) {
+        *qty = 0.0;
+        i = zero;
+    }
+    else {
+        i = read_number(kind, data, len, i, qty);
+        if (i < 0)
+            return -1;
+    }
     i = skip_ws(kind, data, len, i);
     if (i >= len || PyUnicode_READ(kind, data, i) != ']')
         return -1;

@@ -614,6 +614,35 @@ def test_number_edges_read_as_the_reference_does(number: str, quoted: bool) -> N
         math.copysign(1.0, v) for level in expected for v in level]
 
 
+# The quantity of a deletion has its own quick reader ("0", "0.0...0" quoted); its edges, and
+# what looks like it but is not, must read as the reference reads them, sign included.
+ZERO_QTY_EDGES = [
+    '"0"', '"0.0"', '"0.00000000"', '"0."', '"00"', '"00.0"', '"0.0e1"', '"0.01"', '"0.000001"',
+    '"-0"', '"-0.000"', '"0 "', '" 0"', '"0', '"0.0', '"0.00', "0", "0.000", '"0.0"0', '"0x0"',
+    '"0.0.0"', '""',
+]
+
+
+@needs_c
+@pytest.mark.parametrize("qty", ZERO_QTY_EDGES)
+def test_zero_quantity_edges_read_as_the_reference_does(qty: str) -> None:
+    from bot import _cbook
+    from bot.native import py_parse_levels
+
+    for text in (f'[["61594.50",{qty}]]', f'[["61594.50",{qty}],["61594.40","1.5"]]'):
+        try:
+            expected: Any = py_parse_levels(text)
+        except ValueError:
+            for parse in (_cbook.parse_levels, _cbook.parse_run):
+                with pytest.raises(ValueError):
+                    parse(text)
+            continue
+        got = _cbook.parse_levels(text)
+        assert got == expected == tuple(_cbook.parse_run(text))
+        assert [math.copysign(1.0, q) for _, q in got] == \
+            [math.copysign(1.0, q) for _, q in expected]
+
+
 # ------------------------------------------------------------------ settle_take
 
 def _wire(levels: list[Level]) -> str:
