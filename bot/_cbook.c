@@ -52,13 +52,14 @@ typedef struct {
 
 /* ------------------------------------------------------------------ memory */
 
-/* Grow a pair of parallel arrays (keys, quantities) to hold at least ``need`` entries. */
+/* Grow a pair of parallel arrays (keys, quantities) to hold at least ``need`` entries, at
+ * least ``first`` when they are new. */
 static int
-grow_pair(double **keys, double **qty, Py_ssize_t *cap, Py_ssize_t need)
+grow_pair(double **keys, double **qty, Py_ssize_t *cap, Py_ssize_t need, Py_ssize_t first)
 {
     if (need <= *cap)
         return 0;
-    Py_ssize_t size = *cap ? *cap : 64;
+    Py_ssize_t size = *cap ? *cap : first;
     while (size < need)
         size *= 2;
     double *k = PyMem_Realloc(*keys, (size_t)size * sizeof(double));
@@ -77,16 +78,23 @@ grow_pair(double **keys, double **qty, Py_ssize_t *cap, Py_ssize_t need)
     return 0;
 }
 
+/*
+ * Venue books run to thousands of levels a side (Binance USD-M BTCUSDT: about 4,400), and a
+ * book grows level by level as diffs add them: starting a side at this many (128 KB) spares
+ * the updates that would cross each doubling below it a copy of the whole side.
+ */
+#define BOOK_FIRST_CAP 8192
+
 static int
 grow_main(BookSide *self, Py_ssize_t need)
 {
-    return grow_pair(&self->keys, &self->qty, &self->cap, need);
+    return grow_pair(&self->keys, &self->qty, &self->cap, need, BOOK_FIRST_CAP);
 }
 
 static int
 grow_tmp(BookSide *self, Py_ssize_t need)
 {
-    return grow_pair(&self->tmp_keys, &self->tmp_qty, &self->tmp_cap, need);
+    return grow_pair(&self->tmp_keys, &self->tmp_qty, &self->tmp_cap, need, 64);
 }
 
 /* Read a number the way float() would: exact floats directly, anything else converted. */
