@@ -1073,11 +1073,14 @@ def compiled_requote(strategy: Strategy, gate: RiskGate,
 
     Built when the strategy is Avellaneda-Stoikov and the strategy, the gate and the order
     manager each have their compiled kernel; ``Engine._requote`` runs the steps one by one
-    whenever it answers None.
+    whenever it answers None. Exact classes only: a subclass may override the methods it
+    stands for.
     """
-    quote = strategy.kernel if isinstance(strategy, AvellanedaStoikov) else None
-    check, diff = gate.kernel, orders.kernel
-    if cbook is None or quote is None or check is None or diff is None:
+    if (cbook is None or type(strategy) is not AvellanedaStoikov or type(gate) is not RiskGate
+            or type(orders) is not OrderManager):
+        return None
+    quote, check, diff = strategy.kernel, gate.kernel, orders.kernel
+    if quote is None or check is None or diff is None:
         return None
     decide: Callable[..., Any] = cbook.Decide(
         quote=quote, check=check, diff=diff, gate=gate, state_slot="_state",

@@ -280,3 +280,19 @@ def test_sides_are_read_from_the_kernels_constants() -> None:
     _, commands, _, _, _ = _decide(strategy, gate, orders)(*ARGS)
     assert {c.side for c in commands} == {BUY, SELL}
     assert all(c.side is BUY or c.side is SELL for c in commands)
+
+
+def test_subclasses_that_may_override_a_step_are_not_fused() -> None:
+    strategy, gate, orders = _parts()
+
+    class Shifted(AvellanedaStoikov):
+        def quote(self, state: Any) -> Any:  # a step the compiled requote would skip
+            return super().quote(state)
+
+    class Gate(RiskGate):
+        pass
+
+    assert bot.engine.compiled_requote(strategy, gate, orders) is not None
+    assert bot.engine.compiled_requote(Shifted(strategy.params), gate, orders) is None
+    assert bot.engine.compiled_requote(strategy, Gate(RiskLimits(max_inventory=3.0)),
+                                       orders) is None
