@@ -33,3 +33,12 @@ def outcome(call: Callable[..., T], *args: Any) -> T | type[Exception]:
         return call(*args)
     except (ValueError, OverflowError) as exc:
         return type(exc)
+
+
+VOLATILE = frozenset({"elapsed_s", "messages_per_s", "run_dir", "files", "report"})
+"""Keys of a run summary that differ between two runs of the same input (time, paths)."""
+
+
+def stable(summary: dict[str, Any]) -> dict[str, Any]:
+    """A run summary without its ``VOLATILE`` keys: what two runs of one input must share."""
+    return {k: v for k, v in summary.items() if k not in VOLATILE}

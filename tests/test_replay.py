@@ -17,9 +17,9 @@ from bot.errors import ConfigError
 from bot.events import Side
 from bot.replay import replay_summary, resolve_source, run_replay
 from bot.settings import load_settings
+from tests.differential import stable
 
 ROOT = Path(__file__).resolve().parents[1]
-VOLATILE = {"elapsed_s", "messages_per_s", "run_dir", "files", "report"}
 
 
 def replay_json(*args: str, tmp_path: Path) -> dict[str, Any]:
@@ -54,8 +54,7 @@ def test_replay_usdm_capture_is_complete_and_deterministic(
     assert first["trades"] == 21_313
     assert first["sequence_gaps"] == 0
     assert first["orders_sent"] > 0
-    assert {k: v for k, v in first.items() if k not in VOLATILE} == \
-        {k: v for k, v in second.items() if k not in VOLATILE}
+    assert stable(first) == stable(second)
     run = Path(first["run_dir"])
     assert (run / "summary.json").is_file() and (run / "journal.sqlite").is_file()
 
@@ -88,8 +87,7 @@ def test_replay_spanning_two_files_of_one_connection(shared_data: Path, tmp_path
     assert first["messages"] == 41_249 + 58_325
     assert first["sequence_gaps"] == 0
     assert first["book_updates"] == 6_494  # snapshot + 6,493 applied diffs across both files
-    assert {k: v for k, v in first.items() if k not in VOLATILE} == \
-        {k: v for k, v in second.items() if k not in VOLATILE}
+    assert stable(first) == stable(second)
 
 
 def test_second_file_alone_has_no_snapshot_and_never_quotes(
@@ -177,8 +175,7 @@ def test_our_recording_replays_like_the_original(shared_data: Path, tmp_path: Pa
 
     sa = replay_summary(a, resolve_source([original], None, None), settings, None)
     sb = replay_summary(b, resolve_source([out], None, None), settings, None)
-    assert {k: v for k, v in sa.items() if k not in VOLATILE} == \
-        {k: v for k, v in sb.items() if k not in VOLATILE}
+    assert stable(sa) == stable(sb)
 
 
 @pytest.mark.parametrize(("files", "config"), [
@@ -206,8 +203,7 @@ def test_touch_first_booking_gives_the_same_run_as_booking_whole_deltas(
     a = replay_summary(split, source, settings, None)
     b = replay_summary(whole, source, settings, None)
     assert a["orders_sent"] > 0
-    assert {k: v for k, v in a.items() if k not in VOLATILE} == \
-        {k: v for k, v in b.items() if k not in VOLATILE}
+    assert stable(a) == stable(b)
     assert split.engine.book.depth(Side.BUY, 10**6) == whole.engine.book.depth(Side.BUY, 10**6)
     assert split.engine.book.depth(Side.SELL, 10**6) == whole.engine.book.depth(Side.SELL, 10**6)
     assert split.engine.portfolio.position == whole.engine.portfolio.position
@@ -244,7 +240,7 @@ def test_reusing_unchanged_decisions_gives_the_same_run(
     def summary() -> dict[str, Any]:
         result = run_replay(source, settings, None)
         full = replay_summary(result, source, settings, None)
-        return {k: v for k, v in full.items() if k not in VOLATILE}
+        return stable(full)
 
     cached = summary()
     monkeypatch.setattr(bot.app, "time_invariant", lambda _settings: False)
