@@ -39,7 +39,7 @@ from functools import partial
 from types import MappingProxyType
 from typing import Final
 
-from bot.book import OrderBook
+from bot.book import BookPartKernel, OrderBook
 from bot.clock import Scheduler
 from bot.errors import ConfigError
 from bot.events import (
@@ -60,7 +60,7 @@ from bot.events import (
     Side,
     Trade,
 )
-from bot.native import level_qty
+from bot.native import cbook, level_qty
 
 _INF = math.inf
 _BPS = 1e-4
@@ -247,6 +247,13 @@ class _VenueCore:
     def enters_immediately(self) -> bool:
         """Whether an order rests as soon as it is sent (no entry latency)."""
         return self._entry_latency_ns == 0
+
+    def book_part_kernel(self) -> BookPartKernel | None:
+        """``on_market(part)`` and the book's ``apply`` of a split update's part in one C call.
+
+        None here: only ``SimVenue`` has one (``bot._cbook.BookPart``).
+        """
+        return None
 
     @property
     def accepted(self) -> int:
@@ -470,6 +477,20 @@ class SimVenue(_VenueCore):
         # Traded quantity per (resting side, price) since the last depth update at that price:
         # QUEUE model only, and only for prices where we rest.
         self._traded: dict[tuple[Side, float], float] = {}
+
+    def book_part_kernel(self) -> BookPartKernel | None:
+        """``on_market(part)`` then ``book.apply(part, checked=True, cross_check=False)`` in C.
+
+        ``bot._cbook.BookPart`` runs this class's queue pass (``_on_depth``) and books the part
+        when the case is its plain one, and tells the engine where the touch stands; otherwise
+        it does nothing and the engine calls the two in Python (``tests/test_book_part.py``).
+        Only for this exact class (a subclass may change the pass) and the compiled book.
+        """
+        if cbook is None or type(self) is not SimVenue:
+            return None
+        kernel: BookPartKernel = cbook.BookPart(self._book, self, _Order, BookDelta, BUY, SELL,
+                                                FillModel.QUEUE)
+        return kernel
 
     # ---------------------------------------------------------------- activation
 

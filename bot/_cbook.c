@@ -17,6 +17,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <float.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -2282,6 +2283,389 @@ cbook_split_depth(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t
 #undef DATA_KEY
 #undef ASKS_KEY
 
+/* ------------------------------------------------------------------ BookPart
+ *
+ * One part of a split depth update, booked with the simulated venue's pass over it, in one
+ * call: adapters.sim_venue.SimVenue.on_market(part) (its queue pass, for a BookDelta) and then
+ * bot.book.OrderBook.apply(part, checked=True, cross_check=False), which bot.engine's
+ * Engine._book_part runs in Python and which stay the reference. Then it tells where the
+ * touch stands, so the engine's touch-first path skips what has nothing to do.
+ *
+ * It answers "not mine" (None) with nothing changed unless the case is the plain one it was
+ * written for: a valid book with compiled sides, a BookDelta of the symbol's levels, the
+ * venue's orders (at most BOOK_PART_MAX_ORDERS) of its own _Order class with float prices and
+ * queue positions, no trade quantity pending at our prices (``_traded`` is empty whenever the
+ * queue model has orders to move), finite numbers wherever the queue rule computes, and no
+ * float overflow (where Python raises). tests/test_book_part.py holds it to the Python.
+ */
+
+#define BOOK_PART_MAX_ORDERS 64
+
+/* bot/_cdecide.c */
+Py_ssize_t decide_slot_offset(PyTypeObject *cls, const char *name);
+
+static const char *const PART_BOOK_FIELDS[] = {"_bids", "_asks", "_invalid_reason", "symbol",
+                                               "sequence", "last_update_ns", "updates"};
+enum { PB_BIDS, PB_ASKS, PB_INVALID, PB_SYMBOL, PB_SEQUENCE, PB_LAST_UPDATE, PB_UPDATES, PB_N };
+static const char *const PART_VENUE_FIELDS[] = {"_orders", "_traded", "_model", "_queue_power"};
+enum { PV_ORDERS, PV_TRADED, PV_MODEL, PV_POWER, PV_N };
+static const char *const PART_ORDER_FIELDS[] = {"side", "price", "queue_ahead"};
+enum { PO_SIDE, PO_PRICE, PO_AHEAD, PO_N };
+static const char *const PART_DELTA_FIELDS[] = {"symbol", "bids", "asks", "sequence",
+                                                "ts_local_ns"};
+enum { PD_SYMBOL, PD_BIDS, PD_ASKS, PD_SEQUENCE, PD_TS, PD_N };
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *book;
+    PyObject *venue;
+    PyTypeObject *order_cls;
+    PyTypeObject *delta_cls;
+    PyObject *buy;
+    PyObject *sell;
+    PyObject *queue_model;
+    PyObject *one;
+    Py_ssize_t book_off[PB_N];
+    Py_ssize_t venue_off[PV_N];
+    Py_ssize_t order_off[PO_N];
+    Py_ssize_t delta_off[PD_N];
+    vectorcallfunc vectorcall;
+} BookPart;
+
+#define PART_SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
+
+static PyObject *BookPart_vectorcall(PyObject *, PyObject *const *, size_t, PyObject *);
+
+static int
+part_offsets(PyTypeObject *cls, const char *const *names, Py_ssize_t n, Py_ssize_t *out)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if ((out[i] = decide_slot_offset(cls, names[i])) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+BookPart_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"book", "venue", "order_cls", "delta_cls", "buy", "sell",
+                             "queue_model", NULL};
+    PyObject *book, *venue, *order_cls, *delta_cls, *buy, *sell, *queue_model;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!O!OOO", kwlist, &book, &venue,
+                                     &PyType_Type, &order_cls, &PyType_Type, &delta_cls, &buy,
+                                     &sell, &queue_model))
+        return NULL;
+    BookPart *self = (BookPart *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->vectorcall = BookPart_vectorcall;
+#define KEEP(field, value) (Py_INCREF(value), self->field = (void *)(value))
+    KEEP(book, book);
+    KEEP(venue, venue);
+    KEEP(order_cls, order_cls);
+    KEEP(delta_cls, delta_cls);
+    KEEP(buy, buy);
+    KEEP(sell, sell);
+    KEEP(queue_model, queue_model);
+#undef KEEP
+    if ((self->one = PyLong_FromLong(1)) == NULL
+            || part_offsets(Py_TYPE(book), PART_BOOK_FIELDS, PB_N, self->book_off) < 0
+            || part_offsets(Py_TYPE(venue), PART_VENUE_FIELDS, PV_N, self->venue_off) < 0
+            || part_offsets(self->order_cls, PART_ORDER_FIELDS, PO_N, self->order_off) < 0
+            || part_offsets(self->delta_cls, PART_DELTA_FIELDS, PD_N, self->delta_off) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+BookPart_dealloc(BookPart *self)
+{
+    Py_XDECREF(self->book);
+    Py_XDECREF(self->venue);
+    Py_XDECREF(self->order_cls);
+    Py_XDECREF(self->delta_cls);
+    Py_XDECREF(self->buy);
+    Py_XDECREF(self->sell);
+    Py_XDECREF(self->queue_model);
+    Py_XDECREF(self->one);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/*
+ * bot.native.level_qty for the levels of a part: 1 with *qty the quantity of the last level at
+ * ``price``, 0 when none is at it, -1 (not mine) for levels that are neither a LevelRun nor a
+ * tuple of (float, float) tuples.
+ */
+static int
+part_level_qty(PyObject *levels, double price, double *qty)
+{
+    if (Py_IS_TYPE(levels, &LevelRunType)) {
+        LevelRun *run = (LevelRun *)levels;
+        for (Py_ssize_t k = run->n - 1; k >= 0; k--) {
+            if (run->price[k] == price) {
+                *qty = run->qty[k];
+                return 1;
+            }
+        }
+        return 0;
+    }
+    if (!PyTuple_CheckExact(levels))
+        return -1;
+    for (Py_ssize_t i = PyTuple_GET_SIZE(levels) - 1; i >= 0; i--) {
+        PyObject *level = PyTuple_GET_ITEM(levels, i);
+        if (!PyTuple_CheckExact(level) || PyTuple_GET_SIZE(level) != 2)
+            return -1;
+        PyObject *p = PyTuple_GET_ITEM(level, 0), *q = PyTuple_GET_ITEM(level, 1);
+        if (!PyFloat_CheckExact(p) || !PyFloat_CheckExact(q))
+            return -1;
+        if (PyFloat_AS_DOUBLE(p) == price) {
+            *qty = PyFloat_AS_DOUBLE(q);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The quantity at signed ``key`` of a side, 0.0 without a level (BookSide.get). */
+static inline double
+side_qty(const BookSide *side, double key)
+{
+    Py_ssize_t i = lower_bound(side->keys, side->n, key);
+    return i < side->n && side->keys[i] == key ? side->qty[i] : 0.0;
+}
+
+/* x ** n as Python computes it for finite x > 0 and finite n: 0, or -1 where Python raises. */
+static inline int
+part_pow(double x, double n, double *out)
+{
+    double r = pow(x, n);
+    if (isinf(r))
+        return -1; /* OverflowError */
+    *out = r;
+    return 0;
+}
+
+/*
+ * part(delta, low, high) -> None | 0 | 1 | 2. None: not mine, nothing changed. Otherwise the
+ * venue has seen the part and the book holds it; then 0: the touch is not final (best bid
+ * below ``low`` or best ask above ``high``); 1: it is final, the book is not crossed and no
+ * order of the venue is crossed by it (SimVenue.after_book has nothing to fill); 2: final, but
+ * crossed or crossing an order (the engine's checks run).
+ */
+static PyObject *
+BookPart_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    BookPart *self = (BookPart *)callable;
+    if (PyVectorcall_NARGS(nargsf) != 3 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0)) {
+        PyErr_SetString(PyExc_TypeError, "BookPart takes (delta, low, high)");
+        return NULL;
+    }
+    PyObject *delta = args[0];
+    if (!Py_IS_TYPE(delta, self->delta_cls) || !PyFloat_CheckExact(args[1])
+            || !PyFloat_CheckExact(args[2]))
+        Py_RETURN_NONE;
+    double low = PyFloat_AS_DOUBLE(args[1]), high = PyFloat_AS_DOUBLE(args[2]);
+    PyObject *book = self->book;
+    const Py_ssize_t *bo = self->book_off, *vo = self->venue_off, *oo = self->order_off,
+                     *dlo = self->delta_off;
+    PyObject *bids_obj = PART_SLOT(book, bo[PB_BIDS]), *asks_obj = PART_SLOT(book, bo[PB_ASKS]);
+    PyObject *invalid = PART_SLOT(book, bo[PB_INVALID]);
+    PyObject *symbol = PART_SLOT(book, bo[PB_SYMBOL]);
+    PyObject *updates = PART_SLOT(book, bo[PB_UPDATES]);
+    PyObject *d_symbol = PART_SLOT(delta, dlo[PD_SYMBOL]);
+    PyObject *bids = PART_SLOT(delta, dlo[PD_BIDS]), *asks = PART_SLOT(delta, dlo[PD_ASKS]);
+    PyObject *sequence = PART_SLOT(delta, dlo[PD_SEQUENCE]);
+    PyObject *ts = PART_SLOT(delta, dlo[PD_TS]);
+    if (bids_obj == NULL || asks_obj == NULL || !Py_IS_TYPE(bids_obj, &BookSideType)
+            || !Py_IS_TYPE(asks_obj, &BookSideType) || invalid == NULL
+            || !PyUnicode_CheckExact(invalid) || PyUnicode_GET_LENGTH(invalid) != 0
+            || updates == NULL || !PyLong_CheckExact(updates) || symbol == NULL
+            || d_symbol == NULL || bids == NULL || asks == NULL || sequence == NULL
+            || ts == NULL)
+        Py_RETURN_NONE;
+    if (d_symbol != symbol) {
+        if (!PyUnicode_CheckExact(symbol) || !PyUnicode_CheckExact(d_symbol))
+            Py_RETURN_NONE;
+        int same = PyUnicode_Compare(symbol, d_symbol);
+        if (same == -1 && PyErr_Occurred())
+            return NULL;
+        if (same != 0)
+            Py_RETURN_NONE; /* apply raises DataError */
+    }
+    BookSide *bside = (BookSide *)bids_obj, *aside = (BookSide *)asks_obj;
+
+    /* The venue's pass (SimVenue.on_market -> _on_depth): computed first, stored once sure. */
+    PyObject *orders = PART_SLOT(self->venue, vo[PV_ORDERS]);
+    PyObject *traded = PART_SLOT(self->venue, vo[PV_TRADED]);
+    PyObject *model = PART_SLOT(self->venue, vo[PV_MODEL]);
+    if (orders == NULL || !PyDict_CheckExact(orders) || traded == NULL
+            || !PyDict_CheckExact(traded) || model == NULL)
+        Py_RETURN_NONE;
+    Py_ssize_t n_orders = PyDict_GET_SIZE(orders);
+    if (n_orders > BOOK_PART_MAX_ORDERS)
+        Py_RETURN_NONE;
+    int clear_traded = 0;
+    PyObject *moved[BOOK_PART_MAX_ORDERS];     /* orders whose queue_ahead is set */
+    PyObject *new_ahead[BOOK_PART_MAX_ORDERS]; /* the values set */
+    Py_ssize_t n_moved = 0;
+    if (n_orders == 0 || model != self->queue_model) {
+        clear_traded = PyDict_GET_SIZE(traded) > 0;
+    }
+    else {
+        if (PyDict_GET_SIZE(traded) > 0)
+            Py_RETURN_NONE;
+        PyObject *power_obj = PART_SLOT(self->venue, vo[PV_POWER]);
+        if (power_obj == NULL || !(PyFloat_CheckExact(power_obj) || PyLong_CheckExact(power_obj)))
+            Py_RETURN_NONE;
+        double power;
+        if (as_double(power_obj, &power) < 0) {
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
+        Py_ssize_t pos = 0;
+        PyObject *key, *order;
+        int mine = isfinite(power);
+        while (mine && PyDict_Next(orders, &pos, &key, &order)) {
+            if (!Py_IS_TYPE(order, self->order_cls)) {
+                mine = 0;
+                break;
+            }
+            PyObject *side = PART_SLOT(order, oo[PO_SIDE]);
+            PyObject *price_obj = PART_SLOT(order, oo[PO_PRICE]);
+            PyObject *ahead_obj = PART_SLOT(order, oo[PO_AHEAD]);
+            if (side == NULL || (side != self->buy && side != self->sell) || price_obj == NULL
+                    || !PyFloat_CheckExact(price_obj) || ahead_obj == NULL
+                    || !PyFloat_CheckExact(ahead_obj)) {
+                mine = 0;
+                break;
+            }
+            int is_buy = side == self->buy;
+            double price = PyFloat_AS_DOUBLE(price_obj);
+            double after;
+            int found = part_level_qty(is_buy ? bids : asks, price, &after);
+            if (found < 0) {
+                mine = 0;
+                break;
+            }
+            if (found == 0)
+                continue; /* the delta leaves our level as it was */
+            /* _update_queue(order, after, traded=0.0) */
+            double ahead = PyFloat_AS_DOUBLE(ahead_obj);
+            if (ahead <= 0.0)
+                continue;
+            BookSide *at = is_buy ? bside : aside;
+            double level = side_qty(at, at->sign * price) - 0.0;
+            if (!isfinite(ahead) || !isfinite(after) || !isfinite(level)) {
+                mine = 0;
+                break;
+            }
+            double canceled = level - after;
+            if (canceled > 0.0) {
+                double f_front, f_back = 0.0;
+                if (part_pow(ahead, power, &f_front) < 0
+                        || (level > ahead && part_pow(level - ahead, power, &f_back) < 0)) {
+                    mine = 0;
+                    break;
+                }
+                double total = f_back + f_front;
+                if (total > 0.0)
+                    ahead -= canceled * f_back / total;
+            }
+            /* min(max(ahead, 0.0), after): each keeps its first argument unless beaten */
+            double kept = 0.0 > ahead ? 0.0 : ahead;
+            kept = after < kept ? after : kept;
+            PyObject *value = PyFloat_FromDouble(kept);
+            if (value == NULL) {
+                for (Py_ssize_t i = 0; i < n_moved; i++)
+                    Py_DECREF(new_ahead[i]);
+                return NULL;
+            }
+            moved[n_moved] = order;
+            new_ahead[n_moved++] = value;
+        }
+        if (!mine) {
+            for (Py_ssize_t i = 0; i < n_moved; i++)
+                Py_DECREF(new_ahead[i]);
+            Py_RETURN_NONE;
+        }
+    }
+    /* Sure now: store the queue positions, then book the part (OrderBook.apply). */
+    for (Py_ssize_t i = 0; i < n_moved; i++) {
+        PyObject **slot = &PART_SLOT(moved[i], oo[PO_AHEAD]);
+        PyObject *old = *slot;
+        *slot = new_ahead[i]; /* the reference made above */
+        Py_XDECREF(old);
+    }
+    if (clear_traded)
+        PyDict_Clear(traded);
+    PyObject *done = BookSide_update(bside, bids);
+    if (done == NULL)
+        return NULL;
+    Py_DECREF(done);
+    if ((done = BookSide_update(aside, asks)) == NULL)
+        return NULL;
+    Py_DECREF(done);
+    PyObject *count = PyNumber_Add(updates, self->one);
+    if (count == NULL)
+        return NULL;
+#define PUT(field, value)                                                                       \
+    do {                                                                                        \
+        PyObject **slot_ = &PART_SLOT(book, bo[field]);                                         \
+        PyObject *old_ = *slot_;                                                                \
+        Py_INCREF(value);                                                                       \
+        *slot_ = (value);                                                                       \
+        Py_XDECREF(old_);                                                                       \
+    } while (0)
+    PUT(PB_SEQUENCE, sequence);
+    PUT(PB_LAST_UPDATE, ts);
+    PUT(PB_UPDATES, count);
+#undef PUT
+    Py_DECREF(count);
+
+    /* Where the touch stands (book.touch(); nan for a side with no level). */
+    double bid = bside->n ? bside->keys[bside->n - 1] : Py_NAN;
+    double ask = -(aside->n ? aside->keys[aside->n - 1] : Py_NAN);
+    if (!(bid >= low && ask <= high))
+        return PyLong_FromLong(0);
+    if (bid >= ask) /* OrderBook.check_crossed */
+        return PyLong_FromLong(2);
+    /* SimVenue.after_book: a BUY fills once the best ask is at or below it, a SELL once the
+     * best bid is at or above it. The orders were checked above unless the model is not the
+     * queue model: check them here. */
+    Py_ssize_t pos = 0;
+    PyObject *key, *order;
+    while (PyDict_Next(orders, &pos, &key, &order)) {
+        if (!Py_IS_TYPE(order, self->order_cls))
+            return PyLong_FromLong(2);
+        PyObject *side = PART_SLOT(order, oo[PO_SIDE]);
+        PyObject *price_obj = PART_SLOT(order, oo[PO_PRICE]);
+        if (side == NULL || price_obj == NULL || !PyFloat_CheckExact(price_obj))
+            return PyLong_FromLong(2);
+        double price = PyFloat_AS_DOUBLE(price_obj);
+        if (side == self->buy ? ask <= price : bid >= price)
+            return PyLong_FromLong(2);
+    }
+    return PyLong_FromLong(1);
+}
+
+static PyTypeObject BookPartType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "bot._cbook.BookPart",
+    .tp_basicsize = sizeof(BookPart),
+    .tp_dealloc = (destructor)BookPart_dealloc,
+    .tp_vectorcall_offset = offsetof(BookPart, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "BookPart(book, venue, order_cls, delta_cls, buy, sell, queue_model): "
+              "SimVenue.on_market(part) then OrderBook.apply(part, checked=True, "
+              "cross_check=False) for one part of a split update; call (delta, low, high) -> "
+              "None (not mine) | 0 (touch not final) | 1 (final, nothing to check) | 2.",
+    .tp_new = BookPart_new,
+};
+
 static PyMethodDef cbook_functions[] = {
     {"nth_bracket", (PyCFunction)(void (*)(void))cbook_nth_bracket, METH_FASTCALL,
      "Index of the n-th '[' of text[1:] from the end or the start, or -1."},
@@ -2340,6 +2724,10 @@ PyInit__cbook(void)
     Py_INCREF(&LevelRunType);
     if (PyModule_AddObject(module, "LevelRun", (PyObject *)&LevelRunType) < 0) {
         Py_DECREF(&LevelRunType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    if (PyModule_AddType(module, &BookPartType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

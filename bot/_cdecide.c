@@ -56,6 +56,13 @@ slot_offset(PyTypeObject *cls, const char *name)
     return offset;
 }
 
+/* slot_offset for bot/_cbook.c (BookPart reads the book's, the venue's and orders' slots). */
+Py_ssize_t
+decide_slot_offset(PyTypeObject *cls, const char *name)
+{
+    return slot_offset(cls, name);
+}
+
 /* Whether instances of ``cls`` can be made by tp_alloc and filling slots (object.__new__). */
 static int
 check_plain_class(PyObject *cls)

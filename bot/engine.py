@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from bot.book import OrderBook
+from bot.book import BookPartKernel, OrderBook
 from bot.clock import Scheduler, VirtualClock, WallClock
 from bot.errors import DataError
 from bot.events import (
@@ -98,7 +98,11 @@ class ExecutionVenue(Protocol):
 
 
 class SimulatedVenue(ExecutionVenue, Protocol):
-    """A venue that also sees market data, to fill resting orders (paper and replay)."""
+    """A venue that also sees market data, to fill resting orders (paper and replay).
+
+    It may also offer ``book_part_kernel() -> BookPartKernel | None`` (``SimVenue`` does): its
+    ``on_market`` and the book's ``apply`` of one part of a split update in one compiled call.
+    """
 
     def on_market(self, event: MarketEvent) -> None:
         """Match resting orders against ``event`` (called before the book applies it)."""
@@ -216,6 +220,7 @@ class Engine:
         self.stats = EngineStats()
         self.venue: ExecutionVenue | None = None
         self._sim_venue: SimulatedVenue | None = None
+        self._part_kernel: BookPartKernel | None = None
         self._pending: deque[OrderEvent] = deque()
         self._status_interval_ns = status_interval_ns
         self._next_status_ns = 0
@@ -261,6 +266,8 @@ class Engine:
         """Attach the execution venue; a simulated one also receives market data first."""
         self.venue = venue
         self._sim_venue = venue if simulated else None  # type: ignore[assignment]
+        offer = getattr(venue, "book_part_kernel", None) if simulated else None
+        self._part_kernel = offer() if offer is not None else None
 
     def on_order_event(self, event: OrderEvent) -> None:
         """Queue an order event from the venue; the consumer applies it in arrival order."""
@@ -351,11 +358,16 @@ class Engine:
         """
         book = self.book
         self._pending_change = False
-        self._book_part(near, ts)
+        kernel = self._part_kernel
+        # 1: the touch is final and there is nothing to check or fill (see _book_part).
+        status = kernel(near, low, high) if kernel is not None and not self._pending else None
+        if status is None:
+            self._book_part(near, ts)
+            bid, ask = book.touch()
+            status = 0 if not (bid >= low and ask <= high) else 2
         self.stats.book_updates += 1
         pending: BookDelta | DeferredBookDelta | None = deep
-        bid, ask = book.touch()
-        if not (bid >= low and ask <= high):
+        if status == 0:
             if type(deep) is DeferredBookDelta:
                 ok, left = self._deepen(deep, ts)
                 if not ok:
@@ -365,7 +377,7 @@ class Engine:
             else:
                 self._book_part(deep, ts)  # type: ignore[arg-type]
                 pending = None
-        if not self._touch_final(ts):
+        if status != 1 and not self._touch_final(ts):
             self._requote(ts)
             return
         self._after_book(ts)
@@ -424,7 +436,15 @@ class Engine:
                 return True, False
 
     def _book_part(self, part: BookDelta, ts: int) -> None:
-        """Let the simulated venue see one part of a split update, then book it."""
+        """Let the simulated venue see one part of a split update, then book it.
+
+        In one C call when the venue has a kernel for it (``book_part_kernel``) and the case
+        is its plain one; it leaves nothing to drain (a depth update fills nothing before the
+        book applies it), so it runs only when nothing is waiting to be drained.
+        """
+        kernel = self._part_kernel
+        if kernel is not None and not self._pending and kernel(part, -_INF, _INF) is not None:
+            return
         venue = self._sim_venue
         if venue is not None:
             venue.on_market(part)

@@ -1,0 +1,235 @@
+"""The compiled booking of one part of a split update (``bot._cbook.BookPart``) against Python.
+
+``Engine._book_part`` and the engine's touch-first path ask the simulated venue's kernel
+first: it runs ``SimVenue.on_market(part)`` (the queue pass) and then
+``OrderBook.apply(part, checked=True, cross_check=False)``, and tells where the touch stands.
+Whenever it answers None the engine calls the two in Python. Replays with and without it must
+end the same; on random books, orders and parts, an answer must leave the book and the venue
+exactly as the Python leaves them, with the status the engine would have computed, and a None
+answer must change nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.sim_venue import FillModel, SimVenue, SimVenueConfig, _Order
+from bot.book import OrderBook
+from bot.clock import VirtualClock
+from bot.events import BUY, SELL, BookDelta, BookSnapshot, Level, OrderEvent
+from bot.native import cbook
+from bot.replay import replay_summary, resolve_source, run_replay
+from bot.settings import load_settings
+from tests.differential import stable
+
+pytestmark = pytest.mark.skipif(cbook is None, reason="C extension not built")
+
+ROOT = Path(__file__).resolve().parents[1]
+SYM = "BTCUSDT"
+TICK = 0.1
+INF = math.inf
+
+
+@pytest.fixture
+def answers(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
+    """Count the kernel's answers and fallbacks in the venues made meanwhile."""
+    counts: Counter[str] = Counter()
+    build = SimVenue.book_part_kernel
+
+    def counting(venue: SimVenue) -> Any:
+        kernel = build(venue)
+        assert kernel is not None
+
+        def call(part: BookDelta, low: float, high: float) -> int | None:
+            out = kernel(part, low, high)
+            counts["fallback" if out is None else f"status_{out}"] += 1
+            return out
+        return call
+
+    monkeypatch.setattr(SimVenue, "book_part_kernel", counting)
+    yield counts
+
+
+@pytest.mark.parametrize("fill_model", ["queue", "touch", "trade-through"])
+def test_replay_with_and_without_the_kernel_is_identical(
+    shared_data: Path, fill_model: str, answers: Counter[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = shared_data / "hftbacktest" / "usdm" / "btcusdt_20240808.gz"
+    source = resolve_source([path], None, None)
+    settings = load_settings(None, {"sim_venue": {"fill_model": fill_model}}, environ={})
+    fast = run_replay(source, settings, None)
+    # Every case is exercised: the touch final and quiet, final but to check, not final.
+    assert answers["status_1"] > 1000 and answers["status_0"] > 10 and answers["status_2"] > 0
+    if fill_model == "queue":
+        assert answers["fallback"] > 0  # trade quantity pending at our price
+    monkeypatch.setattr(SimVenue, "book_part_kernel", lambda venue: None)
+    slow = run_replay(source, settings, None)
+
+    a = replay_summary(fast, source, settings, None)
+    b = replay_summary(slow, source, settings, None)
+    assert a["fills"] > 0
+    assert stable(a) == stable(b)
+    assert fast.engine.stats == slow.engine.stats
+    assert fast.engine.portfolio.cash == slow.engine.portfolio.cash
+    assert fast.engine.book.updates == slow.engine.book.updates
+
+
+# ------------------------------------------------------------------------------ unit
+
+
+def _sink(event: OrderEvent) -> None:
+    raise AssertionError(f"a depth part must not emit order events: {event}")
+
+
+def _market(seed: int, model: FillModel, power: float) -> tuple[OrderBook, SimVenue]:
+    """A book around 100 and a venue with a few orders near the touch (same seed, same state)."""
+    rng = random.Random(seed)
+    book = OrderBook(SYM)
+    bids = tuple((round(99.9 - TICK * i, 1), float(rng.randint(1, 9))) for i in range(12))
+    asks = tuple((round(100.0 + TICK * i, 1), float(rng.randint(1, 9))) for i in range(12))
+    book.apply(BookSnapshot(0, 0, SYM, bids, asks, 1))
+    venue = SimVenue(SimVenueConfig(fill_model=model, queue_power=power), VirtualClock(),
+                     _sink, book)
+    for n in range(rng.randint(0, 5)):
+        side = rng.choice((BUY, SELL))
+        price = round((99.9 - TICK * rng.randint(-1, 4)) if side is BUY
+                      else (100.0 + TICK * rng.randint(-1, 4)), 1)
+        ahead = rng.choice((0.0, rng.uniform(0.0, 10.0), rng.uniform(0.0, 3.0)))
+        venue._orders[f"o{n}"] = _Order(f"o{n}", side, price, 1.0, 1.0, ahead, 0)
+    return book, venue
+
+
+def _part(rng: random.Random, seq: int) -> BookDelta:
+    """A delta of levels near the touch (some at our orders' prices), as tuples or a run."""
+    def side(base: float, step: float) -> Any:
+        levels: list[Level] = []
+        for i in sorted(rng.sample(range(-2, 8), rng.randint(0, 5))):
+            qty = rng.choice((0.0, float(rng.randint(1, 12)), rng.uniform(0.1, 12.0)))
+            levels.append((round(base + step * i, 1), qty))
+        if step < 0:
+            levels.reverse()  # Binance lists both sides in ascending price order
+        if rng.random() < 0.5:
+            return cbook.LevelRun(levels)
+        return tuple(levels)
+    return BookDelta(seq, seq, SYM, side(99.9, -TICK), side(100.0, TICK), seq, True)
+
+
+def _state(book: OrderBook, venue: SimVenue) -> tuple[Any, ...]:
+    orders = [(o.client_order_id, o.side, o.price, o.remaining, o.queue_ahead)
+              for o in venue._orders.values()]
+    return (book.depth(BUY, 100), book.depth(SELL, 100), book.sequence, book.last_update_ns,
+            book.updates, book.valid, orders, dict(venue._traded))
+
+
+def _python(book: OrderBook, venue: SimVenue, part: BookDelta, low: float,
+            high: float) -> int:
+    """What the engine does without the kernel, and the status it would read from it."""
+    venue.on_market(part)
+    book.apply(part, checked=True, cross_check=False)
+    bid, ask = book.touch()
+    if not (bid >= low and ask <= high):
+        return 0
+    crossed = bid >= ask
+    through = any(ask <= o.price if o.side is BUY else bid >= o.price
+                  for o in venue._orders.values())
+    return 2 if crossed or through else 1
+
+
+def test_answers_equal_the_python_on_random_parts() -> None:
+    seen: Counter[Any] = Counter()
+    for seed in range(400):
+        rng = random.Random(seed)
+        model = rng.choice(list(FillModel))
+        power = rng.choice((2.0, 1.0, 0.5, 3, 2))
+        book, venue = _market(seed, model, power)
+        twin_book, twin_venue = _market(seed, model, power)
+        kernel = venue.book_part_kernel()
+        assert kernel is not None
+        if rng.random() < 0.15:  # a trade was counted at one of our prices
+            venue._traded[(BUY, 99.9)] = 1.0
+            twin_venue._traded[(BUY, 99.9)] = 1.0
+        for step in range(6):
+            part = _part(rng, 2 + step)
+            low, high = rng.choice(((-INF, INF), (99.8, 100.1), (99.95, 100.05), (100.0, 99.9)))
+            before = _state(book, venue)
+            status = kernel(part, low, high)
+            if status is None:
+                assert _state(book, venue) == before, "a None answer must change nothing"
+                status = _python(book, venue, part, low, high)
+                seen["fallback"] += 1
+            else:
+                seen[status] += 1
+            assert _python(twin_book, twin_venue, part, low, high) == status
+            assert _state(book, venue) == _state(twin_book, twin_venue)
+            if not book.valid or book.is_crossed():
+                break
+    assert seen[0] > 50 and seen[1] > 50 and seen[2] > 50 and seen["fallback"] > 20
+
+
+@pytest.mark.parametrize("case", ["traded", "invalid", "snapshot", "int_price", "many_orders",
+                                  "overflow", "nan_ahead", "list_levels", "other_symbol",
+                                  "int_quantity", "odd_order"])
+def test_not_its_case_answers_none_and_changes_nothing(case: str) -> None:
+    book, venue = _market(7, FillModel.QUEUE, 2.0)
+    venue._orders["me"] = _Order("me", BUY, 99.9, 1.0, 1.0, 3.0, 0)
+    levels: Any = ((99.9, 1.0),)
+    part: Any = BookDelta(5, 5, SYM, levels, (), 5, True)
+    if case == "traded":
+        venue._traded[(SELL, 100.3)] = 2.0
+    elif case == "invalid":
+        book.invalidate("gap")
+    elif case == "snapshot":
+        part = BookSnapshot(5, 5, SYM, levels, ((100.0, 1.0),), 5, True)
+    elif case == "int_price":
+        venue._orders["me"].price = 100  # type: ignore[assignment]
+    elif case == "many_orders":
+        for n in range(70):
+            venue._orders[f"x{n}"] = _Order(f"x{n}", SELL, 101.0, 1.0, 1.0, 0.0, 0)
+    elif case == "overflow":  # Python raises OverflowError on the queue rule's power
+        venue._queue_power = 400.0
+        venue._orders["me"].queue_ahead = 5.0
+        book.apply(BookDelta(4, 4, SYM, ((99.9, 1e300),), (), 4, True))
+        part = BookDelta(5, 5, SYM, ((99.9, 1.0),), (), 5, True)
+        with pytest.raises(OverflowError):
+            _market_copy_python(part)
+    elif case == "nan_ahead":
+        venue._orders["me"].queue_ahead = math.nan
+    elif case == "list_levels":
+        part = BookDelta(5, 5, SYM, [(99.9, 1.0)], (), 5, True)
+    elif case == "other_symbol":
+        part = BookDelta(5, 5, "ETHUSDT", levels, (), 5, True)
+    elif case == "int_quantity":
+        part = BookDelta(5, 5, SYM, ((99.9, 1),), (), 5, True)
+    elif case == "odd_order":
+        venue._orders["odd"] = object()  # type: ignore[assignment]
+    kernel = venue.book_part_kernel()
+    assert kernel is not None
+    before = _state(book, venue) if case != "odd_order" else None
+    assert kernel(part, -INF, INF) is None
+    if before is not None:
+        assert _state(book, venue) == before
+
+
+def _market_copy_python(part: BookDelta) -> None:
+    """The Python pass on the overflow case's market: it raises OverflowError."""
+    book, venue = _market(7, FillModel.QUEUE, 400.0)
+    venue._orders["me"] = _Order("me", BUY, 99.9, 1.0, 1.0, 5.0, 0)
+    book.apply(BookDelta(4, 4, SYM, ((99.9, 1e300),), (), 4, True))
+    venue.on_market(part)
+
+
+def test_only_the_exact_simulated_venue_has_a_kernel() -> None:
+    class Custom(SimVenue):
+        __slots__ = ()
+
+    book = OrderBook(SYM)
+    config = SimVenueConfig()
+    assert SimVenue(config, VirtualClock(), _sink, book).book_part_kernel() is not None
+    assert Custom(config, VirtualClock(), _sink, book).book_part_kernel() is None
