@@ -57,6 +57,7 @@ from bot.events import (
 )
 from bot.frozen import maker
 from bot.native import (
+    cbook,
     count_through,
     nearest_at_end,
     parse_levels,
@@ -397,6 +398,15 @@ class _DeepLevels:
         self._parser._deep_corrupt(self._epoch)
         near = self._near
         return DataError(f"{near.symbol}: corrupt depth level in update {near.sequence}: {exc}")
+
+
+DEEP_FIELDS = ("_parser", "_epoch", "_near", "_bids", "_bids_at_end", "_bid_max", "_asks",
+               "_asks_at_end", "_ask_min")
+"""``_DeepLevels.__init__``'s parameters: it only stores each in the slot of that name."""
+
+# One per split diff: the compiled Maker stores the slots without a Python frame.
+_make_deep: Callable[..., _DeepLevels] = (
+    cbook.Maker(_DeepLevels, DEEP_FIELDS) if cbook is not None else _DeepLevels)
 
 
 class BinanceParser:
@@ -778,10 +788,17 @@ class BinanceParser:
         if not deep_b and not deep_a:
             delta: BookDelta | DeferredBookDelta = near
         else:
-            deep = _DeepLevels(self, self._epoch, near, deep_b, bids_at_end, bid_max, deep_a,
-                               asks_at_end, ask_min)
+            deep = _make_deep(self, self._epoch, near, deep_b, bids_at_end, bid_max, deep_a,
+                              asks_at_end, ask_min)
             delta = _make_deferred(ts_exchange_ns, ts_local_ns, self.symbol, final_id, near,
                                    bid_max, ask_min, deep)
+        # In sync (this path's condition): _sequence's accepting case, inline.
+        book_id = self._last_update_id
+        if final_id > book_id and (prev_id == book_id if self._futures
+                                   else first_id <= book_id + 1):
+            self._last_update_id = final_id
+            stats.book_events += 1
+            return [delta]
         return self._sequence(first_id, final_id, prev_id if self._futures else -1, delta)
 
     def _deep_corrupt(self, epoch: int) -> None:

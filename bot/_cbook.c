@@ -2274,9 +2274,24 @@ cbook_split_depth(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t
         Py_DECREF(deep_a);
         return NULL;
     }
-    return Py_BuildValue("(NLLLLNNNNdNNd)", symbol, h.E, h.U, h.u, h.pu, near_b, near_a,
-                         deep_b, PyBool_FromLong(bids_at_end), bid_max, deep_a,
-                         PyBool_FromLong(asks_at_end), ask_min);
+    /* The 13-tuple filled directly (Py_BuildValue parses its format on every call). */
+    PyObject *items[13] = {symbol, PyLong_FromLongLong(h.E), PyLong_FromLongLong(h.U),
+                           PyLong_FromLongLong(h.u), PyLong_FromLongLong(h.pu), near_b, near_a,
+                           deep_b, PyBool_FromLong(bids_at_end), PyFloat_FromDouble(bid_max),
+                           deep_a, PyBool_FromLong(asks_at_end), PyFloat_FromDouble(ask_min)};
+    PyObject *out = PyTuple_New(13);
+    for (Py_ssize_t i = 0; i < 13; i++) {
+        if (items[i] == NULL)
+            Py_CLEAR(out);
+    }
+    if (out == NULL) {
+        for (Py_ssize_t i = 0; i < 13; i++)
+            Py_XDECREF(items[i]);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < 13; i++)
+        PyTuple_SET_ITEM(out, i, items[i]);
+    return out;
 }
 
 #undef ENVELOPE_HEAD

@@ -6,12 +6,20 @@ the ones nearest the touch at once, the rest on demand, with bounds the engine c
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
 import pytest
 
-from adapters.binance import BinanceParser, Market, is_rest_snapshot
+from adapters.binance import (
+    DEEP_FIELDS,
+    BinanceParser,
+    Market,
+    _DeepLevels,
+    _make_deep,
+    is_rest_snapshot,
+)
 from adapters.feed import Resync
 from bot.book import OrderBook
 from bot.errors import DataError
@@ -242,3 +250,18 @@ def test_a_key_after_the_asks_is_not_mistaken_for_levels(shared_data: Path) -> N
     assert isinstance(x, DeferredBookDelta) and isinstance(y, DeferredBookDelta)
     assert x.near == y.near and x.whole() == y.whole()
     assert b.stats.malformed == 0
+
+
+def test_deep_levels_made_without_init_equal_the_ones_init_makes() -> None:
+    # _make_deep (the compiled Maker) stores DEEP_FIELDS in order, which must be exactly what
+    # _DeepLevels.__init__ does with its parameters.
+    parser = BinanceParser("BTCUSDT", "usdm", 0, touch_levels=NEAR)
+    near = BookDelta(1, 2, "BTCUSDT", ((1.0, 2.0),), (), 3, True)
+    values = (parser, 4, near, '[["1.0","2"]]', True, 1.0, '[["3.0","4"]]', False, 3.0)
+    made, built = _make_deep(*values), _DeepLevels(*values)
+    assert type(made) is _DeepLevels
+    params = list(inspect.signature(_DeepLevels.__init__).parameters)[1:]
+    assert [f"_{name}" for name in params] == list(DEEP_FIELDS)
+    assert sorted(DEEP_FIELDS) == sorted(_DeepLevels.__slots__)
+    for name in DEEP_FIELDS:
+        assert getattr(made, name) is getattr(built, name)
