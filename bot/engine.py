@@ -69,6 +69,7 @@ from strategies.intensity import IntensityEstimator
 from strategies.volatility import VolatilityEstimator
 
 _INF = math.inf
+_nextafter = math.nextafter
 _NAN = math.nan
 TOUCH_FIRST_LEVELS = 48
 """Deltas with more levels than this are applied touch first (see ``Engine._split_delta``)."""
@@ -221,6 +222,7 @@ class Engine:
         self.venue: ExecutionVenue | None = None
         self._sim_venue: SimulatedVenue | None = None
         self._part_kernel: BookPartKernel | None = None
+        self._enters_immediately = False
         self._pending: deque[OrderEvent] = deque()
         self._status_interval_ns = status_interval_ns
         self._next_status_ns = 0
@@ -250,7 +252,7 @@ class Engine:
         self._next_refit_ns = 0
         self._journaled_mid = _NAN
         self._decision_key: tuple[Any, ...] | None = None
-        self._decision_denials: list[str] = []
+        self._decision_denials: tuple[str, ...] = ()
         self._order_epoch = 0
         self._compiled_requote = compiled_requote(strategy, gate, orders)
         self.last_ts_ns = 0
@@ -266,6 +268,9 @@ class Engine:
         """Attach the execution venue; a simulated one also receives market data first."""
         self.venue = venue
         self._sim_venue = venue if simulated else None  # type: ignore[assignment]
+        # The venue's entry latency is configuration: read once, not on every split update.
+        sim = self._sim_venue
+        self._enters_immediately = sim is not None and sim.enters_immediately
         offer = getattr(venue, "book_part_kernel", None) if simulated else None
         self._part_kernel = offer() if offer is not None else None
 
@@ -328,9 +333,8 @@ class Engine:
         Booked whole (before quoting) when the book is not valid, or when the simulated venue
         enters orders with no latency (a new order would read its queue from the deep levels).
         """
-        venue = self._sim_venue
         if (not self.book.valid or event.symbol != self.book.symbol
-                or (venue is not None and venue.enters_immediately)):
+                or self._enters_immediately):
             try:
                 whole = event.whole()
             except DataError as exc:
@@ -340,8 +344,8 @@ class Engine:
             self._on_book(whole, ts)
             return
         # Every deep bid is <= deep_bid_max: a best bid strictly above it is final.
-        self._book_touch_first(event.near, event, math.nextafter(event.deep_bid_max, _INF),
-                               math.nextafter(event.deep_ask_min, -_INF), ts)
+        self._book_touch_first(event.near, event, _nextafter(event.deep_bid_max, _INF),
+                               _nextafter(event.deep_ask_min, -_INF), ts)
 
     def _book_touch_first(self, near: BookDelta, deep: BookDelta | DeferredBookDelta,
                           low: float, high: float, ts: int) -> None:
@@ -681,7 +685,7 @@ class Engine:
                 commands = self.orders.diff(approved, bid, ask, ts)
             all_admitted = False
         self._last_quotes = approved
-        self._decision_denials = [d.reason.value for d in denials] if denials else []
+        self._decision_denials = tuple(d.reason.value for d in denials) if denials else ()
         self._decision_key = key
         if commands:
             if all_admitted:

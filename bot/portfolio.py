@@ -12,6 +12,7 @@ import math
 from bot.events import OrderFilled
 
 _EPS = 1e-12
+_INF = math.inf
 
 
 class Portfolio:
@@ -74,7 +75,7 @@ class Portfolio:
 
     def mark(self, price: float) -> float:
         """Mark the position at ``price`` (ignored unless finite and positive); return the PnL."""
-        if 0.0 < price < math.inf:
+        if 0.0 < price < _INF:
             self.mark_price = price
         # The PnL at the mark (``pnl`` reads it from here)
         if self.position == 0.0:

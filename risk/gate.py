@@ -53,6 +53,7 @@ from bot.events import (
 )
 
 _BPS = 1e4
+_INF: Final = math.inf
 # Enum members as module constants: a read through the class costs EnumType's __getattr__
 # hook in Python 3.11 (see bot.events.BUY).
 _ACTIVE: Final = RiskState.ACTIVE
@@ -561,9 +562,11 @@ class RiskGate:
         Returns:
             The transition into HALTED, or None when the state did not change.
         """
-        if not math.isfinite(pnl):
+        # Once per book update: comparisons rather than math.isfinite and max() calls.
+        if not -_INF < pnl < _INF:  # NaN fails too
             return None
-        peak = pnl if self._peak_pnl is None else max(self._peak_pnl, pnl)
+        before = self._peak_pnl
+        peak = pnl if before is None or pnl > before else before
         self._peak_pnl = peak
         if self._state is _HALTED:
             return None

@@ -12,6 +12,8 @@ from collections import deque
 
 from bot.events import NS_PER_SECOND
 
+_INF = math.inf
+
 
 class VolatilityEstimator:
     """Standard deviation of fixed-clock mid changes, scaled to price per sqrt(second).
@@ -136,10 +138,10 @@ class VolatilityEstimator:
             ts_ns: Event time, integer nanoseconds.
             mid: Mid price.
         """
-        if not 0 < mid < math.inf:
+        if not 0 < mid < _INF:
             return
         interval_ns = self._interval_ns
-        if math.isnan(self._last_mid):
+        if self._last_mid != self._last_mid:  # nan: the first mid
             self._last_mid = mid
             # The first boundary at or after the first event: it is the first to see a mid.
             self._next_boundary_ns = -(-ts_ns // interval_ns) * interval_ns
