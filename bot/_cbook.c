@@ -1134,7 +1134,8 @@ static PyObject *float_zero;
 static inline int
 is_ws(Py_UCS4 c)
 {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+    /* One comparison for what the readers meet almost always: a printable character. */
+    return c <= ' ' && (c == ' ' || c == '\t' || c == '\n' || c == '\r');
 }
 
 static ALWAYS_INLINE Py_ssize_t
