@@ -13,6 +13,10 @@
  * runs, by the number of levels inserted less those deleted before them. A diff costs its own
  * size times a logarithm, plus the bytes that really move, never a pass over the whole book
  * (a book holds thousands of levels; a diff of 40 far levels used to copy all of them).
+ *
+ * Also here: the strict readers of Binance level arrays and depth diffs (the hot path's parser
+ * helpers, bot/native.py has their references), and BookPart, which books one part of a split
+ * diff together with the simulated venue's queue pass over it (see its section).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

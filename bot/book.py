@@ -30,12 +30,13 @@ _INF = float("inf")
 _NAN = float("nan")
 
 
-BookPartKernel = Callable[[BookDelta, float, float], "int | None"]
+BookPartKernel = Callable[[BookDelta, float, float], int | None]
 """``bot._cbook.BookPart``: a simulated venue's pass over one part of a split update, then
 ``OrderBook.apply(part, checked=True, cross_check=False)``, in one call ``(part, low, high)``.
 None: not its plain case, nothing done; else the touch is final (best bid >= low, best ask
 <= high) or not (0), and when final whether the book and the venue's orders need checking
 (2) or not (1). A simulated venue offers one (``book_part_kernel``) where it applies."""
+
 
 class PyBookSide:
     """One side of the book, stored as signed prices so that the best level is the last key.

@@ -366,7 +366,7 @@ class Engine:
         # 1: the touch is final and there is nothing to check or fill (see _book_part).
         status = kernel(near, low, high) if kernel is not None and not self._pending else None
         if status is None:
-            self._book_part(near, ts)
+            self._book_part_python(near, ts)
             bid, ask = book.touch()
             status = 0 if not (bid >= low and ask <= high) else 2
         self.stats.book_updates += 1
@@ -449,6 +449,10 @@ class Engine:
         kernel = self._part_kernel
         if kernel is not None and not self._pending and kernel(part, -_INF, _INF) is not None:
             return
+        self._book_part_python(part, ts)
+
+    def _book_part_python(self, part: BookDelta, ts: int) -> None:
+        """``_book_part`` without the kernel: the venue's ``on_market``, then the book's apply."""
         venue = self._sim_venue
         if venue is not None:
             venue.on_market(part)
