@@ -1400,8 +1400,23 @@ Decide_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyOb
     }
     int all_admitted = self->admit_plain
                        && admits_core(self->check, commands, position, live_buy, live_sell, 0);
-    return Py_BuildValue("(NNddN)", approved, commands, live_buy, live_sell,
-                         PyBool_FromLong(all_admitted));
+    /* Filled directly: Py_BuildValue would parse its format on every quoting frame. */
+    PyObject *out = PyTuple_New(5);
+    PyObject *buy_qty = PyFloat_FromDouble(live_buy), *sell_qty = PyFloat_FromDouble(live_sell);
+    if (out == NULL || buy_qty == NULL || sell_qty == NULL) {
+        Py_XDECREF(out);
+        Py_XDECREF(buy_qty);
+        Py_XDECREF(sell_qty);
+        Py_DECREF(approved);
+        Py_DECREF(commands);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(out, 0, approved);
+    PyTuple_SET_ITEM(out, 1, commands);
+    PyTuple_SET_ITEM(out, 2, buy_qty);
+    PyTuple_SET_ITEM(out, 3, sell_qty);
+    PyTuple_SET_ITEM(out, 4, PyBool_FromLong(all_admitted));
+    return out;
 }
 
 static PyTypeObject DecideType = {
