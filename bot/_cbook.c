@@ -2400,17 +2400,42 @@ BookPart_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     return (PyObject *)self;
 }
 
+/*
+ * The kernel is part of a reference cycle (engine -> kernel -> venue -> its sink, the engine's
+ * bound method), so it takes part in the cyclic GC: otherwise the cycle could never be freed.
+ */
+static int
+BookPart_traverse(BookPart *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->book);
+    Py_VISIT(self->venue);
+    Py_VISIT(self->order_cls);
+    Py_VISIT(self->delta_cls);
+    Py_VISIT(self->buy);
+    Py_VISIT(self->sell);
+    Py_VISIT(self->queue_model);
+    return 0;
+}
+
+static int
+BookPart_clear(BookPart *self)
+{
+    Py_CLEAR(self->book);
+    Py_CLEAR(self->venue);
+    Py_CLEAR(self->order_cls);
+    Py_CLEAR(self->delta_cls);
+    Py_CLEAR(self->buy);
+    Py_CLEAR(self->sell);
+    Py_CLEAR(self->queue_model);
+    Py_CLEAR(self->one);
+    return 0;
+}
+
 static void
 BookPart_dealloc(BookPart *self)
 {
-    Py_XDECREF(self->book);
-    Py_XDECREF(self->venue);
-    Py_XDECREF(self->order_cls);
-    Py_XDECREF(self->delta_cls);
-    Py_XDECREF(self->buy);
-    Py_XDECREF(self->sell);
-    Py_XDECREF(self->queue_model);
-    Py_XDECREF(self->one);
+    PyObject_GC_UnTrack(self);
+    BookPart_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -2484,6 +2509,8 @@ BookPart_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, Py
         return NULL;
     }
     PyObject *delta = args[0];
+    if (self->book == NULL || self->venue == NULL) /* cleared by the GC */
+        Py_RETURN_NONE;
     if (!Py_IS_TYPE(delta, self->delta_cls) || !PyFloat_CheckExact(args[1])
             || !PyFloat_CheckExact(args[2]))
         Py_RETURN_NONE;
@@ -2678,7 +2705,9 @@ static PyTypeObject BookPartType = {
     .tp_dealloc = (destructor)BookPart_dealloc,
     .tp_vectorcall_offset = offsetof(BookPart, vectorcall),
     .tp_call = PyVectorcall_Call,
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)BookPart_traverse,
+    .tp_clear = (inquiry)BookPart_clear,
     .tp_doc = "BookPart(book, venue, order_cls, delta_cls, buy, sell, queue_model): "
               "SimVenue.on_market(part) then OrderBook.apply(part, checked=True, "
               "cross_check=False) for one part of a split update; call (delta, low, high) -> "

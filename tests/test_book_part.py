@@ -11,8 +11,10 @@ answer must change nothing.
 
 from __future__ import annotations
 
+import gc
 import math
 import random
+import weakref
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,10 +23,13 @@ from typing import Any
 import pytest
 
 from adapters.sim_venue import FillModel, SimVenue, SimVenueConfig, _Order
+from bot.app import MarketRules, build_engine
 from bot.book import OrderBook
 from bot.clock import VirtualClock
+from bot.engine import Engine
 from bot.events import BUY, SELL, BookDelta, BookSnapshot, Level, OrderEvent
 from bot.native import cbook
+from bot.paper import sim_venue_config
 from bot.replay import replay_summary, resolve_source, run_replay
 from bot.settings import load_settings
 from tests.differential import stable
@@ -233,3 +238,20 @@ def test_only_the_exact_simulated_venue_has_a_kernel() -> None:
     config = SimVenueConfig()
     assert SimVenue(config, VirtualClock(), _sink, book).book_part_kernel() is not None
     assert Custom(config, VirtualClock(), _sink, book).book_part_kernel() is None
+
+
+def test_an_engine_with_the_kernel_is_freed_by_the_cyclic_gc() -> None:
+    # engine -> kernel -> venue -> its sink (the engine's bound method) -> engine: the kernel
+    # must show the GC its references, or no engine with a simulated venue would ever be freed.
+    def build() -> weakref.ref[Engine]:
+        clock = VirtualClock()
+        settings = load_settings(None, {}, environ={})
+        engine = build_engine(settings, MarketRules(0.01, 0.001), clock, None, log=None)
+        venue = SimVenue(sim_venue_config(settings), clock, engine.on_order_event, engine.book)
+        engine.attach_venue(venue, simulated=True)
+        assert engine._part_kernel is not None
+        return weakref.ref(engine)
+
+    engine = build()
+    gc.collect()
+    assert engine() is None
