@@ -2321,8 +2321,9 @@ cbook_split_depth(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t
 
 #define BOOK_PART_MAX_ORDERS 64
 
-/* bot/_cdecide.c */
-Py_ssize_t decide_slot_offset(PyTypeObject *cls, const char *name);
+/* bot/_cdecide.c: each name's writable object slot in ``cls``, or -1 with an error. */
+int decide_offsets_of(PyTypeObject *cls, const char *const *names, Py_ssize_t n,
+                      Py_ssize_t *offsets);
 
 static const char *const PART_BOOK_FIELDS[] = {"_bids", "_asks", "_invalid_reason", "symbol",
                                                "sequence", "last_update_ns", "updates"};
@@ -2356,16 +2357,6 @@ typedef struct {
 
 static PyObject *BookPart_vectorcall(PyObject *, PyObject *const *, size_t, PyObject *);
 
-static int
-part_offsets(PyTypeObject *cls, const char *const *names, Py_ssize_t n, Py_ssize_t *out)
-{
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if ((out[i] = decide_slot_offset(cls, names[i])) < 0)
-            return -1;
-    }
-    return 0;
-}
-
 static PyObject *
 BookPart_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
@@ -2390,10 +2381,10 @@ BookPart_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     KEEP(queue_model, queue_model);
 #undef KEEP
     if ((self->one = PyLong_FromLong(1)) == NULL
-            || part_offsets(Py_TYPE(book), PART_BOOK_FIELDS, PB_N, self->book_off) < 0
-            || part_offsets(Py_TYPE(venue), PART_VENUE_FIELDS, PV_N, self->venue_off) < 0
-            || part_offsets(self->order_cls, PART_ORDER_FIELDS, PO_N, self->order_off) < 0
-            || part_offsets(self->delta_cls, PART_DELTA_FIELDS, PD_N, self->delta_off) < 0) {
+            || decide_offsets_of(Py_TYPE(book), PART_BOOK_FIELDS, PB_N, self->book_off) < 0
+            || decide_offsets_of(Py_TYPE(venue), PART_VENUE_FIELDS, PV_N, self->venue_off) < 0
+            || decide_offsets_of(self->order_cls, PART_ORDER_FIELDS, PO_N, self->order_off) < 0
+            || decide_offsets_of(self->delta_cls, PART_DELTA_FIELDS, PD_N, self->delta_off) < 0) {
         Py_DECREF(self);
         return NULL;
     }

@@ -56,13 +56,6 @@ slot_offset(PyTypeObject *cls, const char *name)
     return offset;
 }
 
-/* slot_offset for bot/_cbook.c (BookPart reads the book's, the venue's and orders' slots). */
-Py_ssize_t
-decide_slot_offset(PyTypeObject *cls, const char *name)
-{
-    return slot_offset(cls, name);
-}
-
 /* Whether instances of ``cls`` can be made by tp_alloc and filling slots (object.__new__). */
 static int
 check_plain_class(PyObject *cls)
@@ -114,6 +107,13 @@ offsets_of(PyTypeObject *cls, const char *const *names, Py_ssize_t n, Py_ssize_t
             return -1;
     }
     return 0;
+}
+
+/* offsets_of for bot/_cbook.c (BookPart reads the book's, the venue's and orders' slots). */
+int
+decide_offsets_of(PyTypeObject *cls, const char *const *names, Py_ssize_t n, Py_ssize_t *offsets)
+{
+    return offsets_of(cls, names, n, offsets);
 }
 
 /* ------------------------------------------------------------------ Maker */

@@ -42,3 +42,16 @@ VOLATILE = frozenset({"elapsed_s", "messages_per_s", "run_dir", "files", "report
 def stable(summary: dict[str, Any]) -> dict[str, Any]:
     """A run summary without its ``VOLATILE`` keys: what two runs of one input must share."""
     return {k: v for k, v in summary.items() if k not in VOLATILE}
+
+
+def assert_same_replays(fast: Any, slow: Any, source: Any, settings: Any) -> dict[str, Any]:
+    """Assert two replays of one input (with and without a kernel) ended the same: summary,
+    engine counters and cash. Returns the first one's summary for the caller's own checks."""
+    from bot.replay import replay_summary
+
+    a = replay_summary(fast, source, settings, None)
+    b = replay_summary(slow, source, settings, None)
+    assert stable(a) == stable(b)
+    assert fast.engine.stats == slow.engine.stats
+    assert fast.engine.portfolio.cash == slow.engine.portfolio.cash
+    return a

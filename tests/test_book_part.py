@@ -30,9 +30,9 @@ from bot.engine import Engine
 from bot.events import BUY, SELL, BookDelta, BookSnapshot, Level, OrderEvent
 from bot.native import cbook
 from bot.paper import sim_venue_config
-from bot.replay import replay_summary, resolve_source, run_replay
+from bot.replay import resolve_source, run_replay
 from bot.settings import load_settings
-from tests.differential import stable
+from tests.differential import assert_same_replays
 
 pytestmark = pytest.mark.skipif(cbook is None, reason="C extension not built")
 
@@ -77,12 +77,7 @@ def test_replay_with_and_without_the_kernel_is_identical(
     monkeypatch.setattr(SimVenue, "book_part_kernel", lambda venue: None)
     slow = run_replay(source, settings, None)
 
-    a = replay_summary(fast, source, settings, None)
-    b = replay_summary(slow, source, settings, None)
-    assert a["fills"] > 0
-    assert stable(a) == stable(b)
-    assert fast.engine.stats == slow.engine.stats
-    assert fast.engine.portfolio.cash == slow.engine.portfolio.cash
+    assert assert_same_replays(fast, slow, source, settings)["fills"] > 0
     assert fast.engine.book.updates == slow.engine.book.updates
 
 
