@@ -42,10 +42,13 @@
 typedef struct {
     PyObject_HEAD
     double sign;
-    double *keys;
+    double *keys; /* the n stored levels: mem_keys + lo (see "Layout" below) */
     double *qty;
     Py_ssize_t n;
-    Py_ssize_t cap;
+    Py_ssize_t cap; /* entries allocated at mem_keys and mem_qty */
+    Py_ssize_t lo;  /* free entries below keys[0] */
+    double *mem_keys;
+    double *mem_qty;
     /* scratch for merges and batch reads */
     double *tmp_keys;
     double *tmp_qty;
@@ -84,16 +87,72 @@ grow_pair(double **keys, double **qty, Py_ssize_t *cap, Py_ssize_t need, Py_ssiz
 }
 
 /*
+ * Layout. The stored levels sit inside a larger allocation with free entries on both sides:
+ * an insertion or deletion may then move the levels below it instead of those above it,
+ * whichever are fewer. The best level is the last one, so a diff deep in the book (a new far
+ * level, say) used to move every level between it and the touch; now it moves the few far
+ * levels below it. keys/qty point at the first stored level, so readers see plain arrays.
+ *
  * Venue books run to thousands of levels a side (Binance USD-M BTCUSDT: about 4,400), and a
  * book grows level by level as diffs add them: starting a side at this many (128 KB) spares
  * the updates that would cross each doubling below it a copy of the whole side.
  */
 #define BOOK_FIRST_CAP 8192
 
+/*
+ * Make room for ``front`` free entries below keys[0] and ``total`` entries from keys[0] on
+ * (total >= n). When that does not fit, the levels are laid out again in the middle of the
+ * allocation, a larger one if they would fill more than three quarters of it: one copy of
+ * the side, after which each end has at least an eighth of the allocation free.
+ */
 static int
-grow_main(BookSide *self, Py_ssize_t need)
+reserve(BookSide *self, Py_ssize_t front, Py_ssize_t total)
 {
-    return grow_pair(&self->keys, &self->qty, &self->cap, need, BOOK_FIRST_CAP);
+    if (front <= self->lo && self->lo + total <= self->cap)
+        return 0;
+    Py_ssize_t need = front + total;
+    Py_ssize_t size = self->cap ? self->cap : BOOK_FIRST_CAP;
+    while (need > size - size / 4)
+        size *= 2;
+    Py_ssize_t lo = front + (size - need) / 2;
+    Py_ssize_t n = self->n;
+    if (size == self->cap) {
+        /* Same allocation: move the levels to the middle (the ranges may overlap). */
+        memmove(self->mem_keys + lo, self->keys, (size_t)n * sizeof(double));
+        memmove(self->mem_qty + lo, self->qty, (size_t)n * sizeof(double));
+    }
+    else {
+        double *k = PyMem_Malloc((size_t)size * sizeof(double));
+        double *q = PyMem_Malloc((size_t)size * sizeof(double));
+        if (k == NULL || q == NULL) {
+            PyMem_Free(k);
+            PyMem_Free(q);
+            PyErr_NoMemory();
+            return -1;
+        }
+        if (n) {
+            memcpy(k + lo, self->keys, (size_t)n * sizeof(double));
+            memcpy(q + lo, self->qty, (size_t)n * sizeof(double));
+        }
+        PyMem_Free(self->mem_keys);
+        PyMem_Free(self->mem_qty);
+        self->mem_keys = k;
+        self->mem_qty = q;
+        self->cap = size;
+    }
+    self->lo = lo;
+    self->keys = self->mem_keys + lo;
+    self->qty = self->mem_qty + lo;
+    return 0;
+}
+
+/* Move the first stored level by ``by`` entries (negative: down); room must be reserved. */
+static inline void
+shift_base(BookSide *self, Py_ssize_t by)
+{
+    self->lo += by;
+    self->keys += by;
+    self->qty += by;
 }
 
 static int
@@ -435,8 +494,16 @@ set_one(BookSide *self, double key, double qty)
     int found = i < n && self->keys[i] == key;
     if (qty == 0.0) {
         if (found) {
-            memmove(self->keys + i, self->keys + i + 1, (size_t)(n - i - 1) * sizeof(double));
-            memmove(self->qty + i, self->qty + i + 1, (size_t)(n - i - 1) * sizeof(double));
+            if (i < n - 1 - i) {
+                /* fewer levels below: move them up one */
+                memmove(self->keys + 1, self->keys, (size_t)i * sizeof(double));
+                memmove(self->qty + 1, self->qty, (size_t)i * sizeof(double));
+                shift_base(self, 1);
+            }
+            else {
+                memmove(self->keys + i, self->keys + i + 1, (size_t)(n - i - 1) * sizeof(double));
+                memmove(self->qty + i, self->qty + i + 1, (size_t)(n - i - 1) * sizeof(double));
+            }
             self->n = n - 1;
         }
         return 0;
@@ -445,10 +512,20 @@ set_one(BookSide *self, double key, double qty)
         self->qty[i] = qty;
         return 0;
     }
-    if (grow_main(self, n + 1) < 0)
-        return -1;
-    memmove(self->keys + i + 1, self->keys + i, (size_t)(n - i) * sizeof(double));
-    memmove(self->qty + i + 1, self->qty + i, (size_t)(n - i) * sizeof(double));
+    if (i < n - i) {
+        /* fewer levels below: move them down one */
+        if (reserve(self, 1, n) < 0)
+            return -1;
+        memmove(self->keys - 1, self->keys, (size_t)i * sizeof(double));
+        memmove(self->qty - 1, self->qty, (size_t)i * sizeof(double));
+        shift_base(self, -1);
+    }
+    else {
+        if (reserve(self, 0, n + 1) < 0)
+            return -1;
+        memmove(self->keys + i + 1, self->keys + i, (size_t)(n - i) * sizeof(double));
+        memmove(self->qty + i + 1, self->qty + i, (size_t)(n - i) * sizeof(double));
+    }
     self->keys[i] = key;
     self->qty[i] = qty;
     self->n = n + 1;
@@ -500,18 +577,23 @@ move_run(BookSide *self, Py_ssize_t a, Py_ssize_t b, Py_ssize_t shift)
  * Merge a batch (as merge_ascending) in place, wherever its levels fall in the book.
  *
  * First each batch key is located (gallop from the previous one) and the net growth counted.
- * The stored levels then form runs between the batch positions; run k moves by S_k, the
- * levels inserted less those deleted before it. Runs that move down are moved first, in
- * increasing order, then runs that move up, in decreasing order: the final layout keeps the
- * order and its runs are disjoint, so no move overwrites a run not yet moved. Last, the batch
- * levels with a quantity are written at their final places.
+ * The stored levels then form runs between the batch positions; run k sits after the levels
+ * inserted less those deleted before it, S_k of them. Relative to the first stored level, run
+ * k moves by S_k - D where D is how far the first level itself moves down (see "Layout"):
+ * D is chosen as the S_k shared by the most stored levels, so those stay where they are.
+ * Runs that move down are moved first, in increasing order, then runs that move up, in
+ * decreasing order: the final layout keeps the order and its runs are disjoint, so no move
+ * overwrites a run not yet moved. Last, the batch levels with a quantity are written at their
+ * final places.
  */
 static int
 merge_gallop(BookSide *self, const double *bk, const double *bq, Py_ssize_t m)
 {
-    if (m > self->pos_cap) {
+    /* scratch: m records, then 2m + 1 counts of stored levels by shift (-m..m) */
+    Py_ssize_t scratch = 3 * m + 1;
+    if (scratch > self->pos_cap) {
         Py_ssize_t size = self->pos_cap ? self->pos_cap : 64;
-        while (size < m)
+        while (size < scratch)
             size *= 2;
         Py_ssize_t *pos = PyMem_Realloc(self->tmp_pos, (size_t)size * sizeof(Py_ssize_t));
         if (pos == NULL) {
@@ -521,7 +603,7 @@ merge_gallop(BookSide *self, const double *bk, const double *bq, Py_ssize_t m)
         self->tmp_pos = pos;
         self->pos_cap = size;
     }
-    Py_ssize_t *rec = self->tmp_pos;
+    Py_ssize_t *rec = self->tmp_pos, *by_shift = self->tmp_pos + m + m; /* by_shift[-m..m] */
     Py_ssize_t n = self->n, grow = 0, at = 0;
     const double *keys = self->keys;
     for (Py_ssize_t j = 0; j < m; j++) {
@@ -534,19 +616,34 @@ merge_gallop(BookSide *self, const double *bk, const double *bq, Py_ssize_t m)
         rec[j] = r;
         grow += pos_delta(r);
     }
-    if (grow > 0 && grow_main(self, n + grow) < 0)
-        return -1;
     /* Run k (k = 0..m) is [start of k, rec[k] / 4), the last one ending at n. */
 #define RUN_START(k) ((k) == 0 ? 0 : rec[(k) - 1] / 4 + ((rec[(k) - 1] & POS_FOUND) != 0))
 #define RUN_END(k) ((k) == m ? n : rec[(k)] / 4)
-    Py_ssize_t shift = 0;
+    for (Py_ssize_t s = -m; s <= m; s++)
+        by_shift[s] = 0;
+    Py_ssize_t shift = 0, down = 0, most = -1;
+    for (Py_ssize_t k = 0; k <= m; k++) {
+        if (k > 0)
+            shift += pos_delta(rec[k - 1]);
+        by_shift[shift] += RUN_END(k) - RUN_START(k);
+    }
+    for (Py_ssize_t s = -m; s <= m; s++) {
+        if (by_shift[s] > most) {
+            most = by_shift[s];
+            down = s;
+        }
+    }
+    /* The first level moves down by ``down`` (up if negative); the top grows by grow - down. */
+    if (reserve(self, down > 0 ? down : 0, grow - down > 0 ? n + grow - down : n) < 0)
+        return -1;
+    shift = -down;
     for (Py_ssize_t k = 0; k <= m; k++) {
         if (k > 0)
             shift += pos_delta(rec[k - 1]);
         if (shift < 0)
             move_run(self, RUN_START(k), RUN_END(k), shift);
     }
-    /* shift is now the total growth; walk back down */
+    /* shift is now grow - down; walk back down */
     for (Py_ssize_t k = m; k >= 0; k--) {
         if (shift > 0)
             move_run(self, RUN_START(k), RUN_END(k), shift);
@@ -555,6 +652,8 @@ merge_gallop(BookSide *self, const double *bk, const double *bq, Py_ssize_t m)
     }
 #undef RUN_START
 #undef RUN_END
+    shift_base(self, -down);
+    shift = 0;
     for (Py_ssize_t j = 0; j < m; j++) {
         Py_ssize_t r = rec[j];
         if (r & POS_LIVE) {
@@ -589,7 +688,7 @@ merge_linear(BookSide *self, const double *bk, const double *bq, Py_ssize_t m,
     }
     memcpy(old_k, self->keys + start, (size_t)tail * sizeof(double));
     memcpy(old_q, self->qty + start, (size_t)tail * sizeof(double));
-    if (grow_main(self, n + m) < 0) {
+    if (reserve(self, 0, n + m) < 0) {
         PyMem_Free(old_k);
         PyMem_Free(old_q);
         return -1;
@@ -727,7 +826,10 @@ BookSide_replace(BookSide *self, PyObject *levels)
         entries[i].pos = i;
     }
     qsort(entries, (size_t)m, sizeof(Entry), entry_cmp);
-    if (grow_main(self, m) < 0) {
+    Py_ssize_t old_n = self->n;
+    self->n = 0; /* none of the old levels is kept: no copy if room must be made */
+    if (reserve(self, 0, m) < 0) {
+        self->n = old_n;
         PyMem_Free(entries);
         return NULL;
     }
@@ -834,8 +936,8 @@ BookSide_init(BookSide *self, PyObject *args, PyObject *kwds)
 static void
 BookSide_dealloc(BookSide *self)
 {
-    PyMem_Free(self->keys);
-    PyMem_Free(self->qty);
+    PyMem_Free(self->mem_keys);
+    PyMem_Free(self->mem_qty);
     PyMem_Free(self->tmp_keys);
     PyMem_Free(self->tmp_qty);
     PyMem_Free(self->tmp_pos);

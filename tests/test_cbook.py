@@ -141,6 +141,47 @@ def test_small_diffs_deep_in_a_large_book_match_the_reference(
 
 
 @needs_c
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_layout_runs_out_of_room_at_either_end_and_grows(sign: float) -> None:
+    # The C side keeps free room below its levels as well as above (so an update may move the
+    # levels below it instead): runs of inserts at the far end, at the near end and at the
+    # same end from both kinds of update use up one end's room, then the allocation's (more
+    # than the first allocation of 8,192 levels), and the levels are laid out again each time.
+    ref, fast = PyBookSide(sign), CBookSide(sign)
+
+    def both(batch: list[Level]) -> None:
+        ref.update(batch)
+        fast.update(batch)
+
+    far_first = -1.0 if sign > 0 else 1.0  # prices in this direction go deeper
+    for i in range(7000):  # one far level at a time: each goes below every stored one
+        both([(50_000.0 + far_first * i, 1.0 + i % 3)])
+        if i % 997 == 0:
+            assert fast.top(100_000) == ref.top(100_000)
+    for i in range(3000):  # delete the farthest one at a time: the levels below move up
+        both([(50_000.0 + far_first * (6999 - i), 0.0)])
+    assert fast.top(100_000) == ref.top(100_000)
+    for i in range(400):  # between the far levels (a few below): in, then out again
+        both([(50_000.0 + far_first * (3999.5 - i % 97), 1.5)])
+        both([(50_000.0 + far_first * (3999.5 - (i * 7) % 97), 0.0)])
+    assert fast.top(100_000) == ref.top(100_000)
+    for i in range(1, 6000):  # one near level at a time, above every stored one
+        both([(50_000.0 - far_first * i, 2.0)])
+    assert fast.top(100_000) == ref.top(100_000)
+    # Sorted batches deep in the book: net inserts, net deletes, both across the whole side.
+    for k in range(40):
+        lo = 50_000.0 + far_first * 3900 - far_first * 0.5 * k
+        batch = [(lo - far_first * 170 * j, 0.0 if (j + k) % 4 == 0 else 3.0) for j in range(50)]
+        both(sorted(batch, reverse=k % 2 == 1))
+        deletes = [(50_000.0 + far_first * (3999 - 61 * j - k), 0.0) for j in range(40)]
+        both(sorted(deletes))
+        assert fast.top(100_000) == ref.top(100_000)
+    probes = [sign * (50_000.0 + d) for d in (-7000.0, -3000.5, 0.0, 2999.0, 6500.0)]
+    assert observe(fast, probes) == observe(ref, probes)
+    assert len(fast) > 8192
+
+
+@needs_c
 def test_empty_side_and_signs() -> None:
     side = CBookSide(-1.0)
     assert len(side) == 0
