@@ -60,10 +60,13 @@ from bot.events import (
     Side,
     Trade,
 )
+from bot.frozen import maker
 from bot.native import cbook, level_qty
 
 _INF = math.inf
 _BPS = 1e-4
+# Each of our fills builds one: without a Python __init__ frame (every field passed).
+_make_filled = maker(OrderFilled)
 
 REJECT_POST_ONLY = "post_only_would_cross"
 REJECT_DUPLICATE = "duplicate_client_order_id"
@@ -371,7 +374,7 @@ class _VenueCore:
     ) -> None:
         self._fills += 1
         self._sink(
-            OrderFilled(
+            _make_filled(
                 ts_ns,
                 cid,
                 side,

@@ -51,7 +51,7 @@ class Portfolio:
             if key in self._seen_fills:
                 return False
             self._seen_fills.add(key)
-        signed = fill.qty * fill.side.value
+        signed = fill.qty * fill.side  # an IntEnum: the side's sign (1 or -1) itself
         self.cash -= signed * fill.price + fill.fee
         self.fees += fill.fee
         self.volume += fill.qty * fill.price
