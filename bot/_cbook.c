@@ -2416,9 +2416,10 @@ cbook_split_depth(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t
  * It answers "not mine" (None) with nothing changed unless the case is the plain one it was
  * written for: a valid book with compiled sides, a BookDelta of the symbol's levels, the
  * venue's orders (at most BOOK_PART_MAX_ORDERS) of its own _Order class with float prices and
- * queue positions, no trade quantity pending at our prices (``_traded`` is empty whenever the
- * queue model has orders to move), finite numbers wherever the queue rule computes, and no
- * float overflow (where Python raises). tests/test_book_part.py holds it to the Python.
+ * queue positions, the trade quantity pending at our prices (``_traded``, at most as many
+ * entries) keyed by (side, float price) with float values, finite numbers wherever the queue
+ * rule computes, and no float overflow (where Python raises). tests/test_book_part.py holds
+ * it to the Python.
  */
 
 #define BOOK_PART_MAX_ORDERS 64
@@ -2650,12 +2651,13 @@ BookPart_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, Py
     int clear_traded = 0;
     PyObject *moved[BOOK_PART_MAX_ORDERS];     /* orders whose queue_ahead is set */
     PyObject *new_ahead[BOOK_PART_MAX_ORDERS]; /* the values set */
-    Py_ssize_t n_moved = 0;
+    PyObject *restated[BOOK_PART_MAX_ORDERS];  /* _traded keys the part restates (references) */
+    Py_ssize_t n_moved = 0, n_restated = 0;
     if (n_orders == 0 || model != self->queue_model) {
         clear_traded = PyDict_GET_SIZE(traded) > 0;
     }
     else {
-        if (PyDict_GET_SIZE(traded) > 0)
+        if (PyDict_GET_SIZE(traded) > BOOK_PART_MAX_ORDERS)
             Py_RETURN_NONE;
         PyObject *power_obj = PART_SLOT(self->venue, vo[PV_POWER]);
         if (power_obj == NULL || !(PyFloat_CheckExact(power_obj) || PyLong_CheckExact(power_obj)))
@@ -2692,12 +2694,29 @@ BookPart_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, Py
             }
             if (found == 0)
                 continue; /* the delta leaves our level as it was */
-            /* _update_queue(order, after, traded=0.0) */
+            /* _update_queue(order, after, traded.get((side, price), 0.0)) */
             double ahead = PyFloat_AS_DOUBLE(ahead_obj);
             if (ahead <= 0.0)
                 continue;
+            double pending = 0.0;
+            if (PyDict_GET_SIZE(traded) > 0) {
+                PyObject *key = PyTuple_Pack(2, side, price_obj);
+                if (key == NULL)
+                    goto error;
+                PyObject *value = PyDict_GetItemWithError(traded, key); /* borrowed */
+                Py_DECREF(key);
+                if (value == NULL && PyErr_Occurred())
+                    goto error;
+                if (value != NULL) {
+                    if (!PyFloat_CheckExact(value)) {
+                        mine = 0;
+                        break;
+                    }
+                    pending = PyFloat_AS_DOUBLE(value);
+                }
+            }
             BookSide *at = is_buy ? bside : aside;
-            double level = side_qty(at, at->sign * price) - 0.0;
+            double level = side_qty(at, at->sign * price) - pending;
             if (!isfinite(ahead) || !isfinite(after) || !isfinite(level)) {
                 mine = 0;
                 break;
@@ -2718,17 +2737,40 @@ BookPart_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, Py
             double kept = 0.0 > ahead ? 0.0 : ahead;
             kept = after < kept ? after : kept;
             PyObject *value = PyFloat_FromDouble(kept);
-            if (value == NULL) {
-                for (Py_ssize_t i = 0; i < n_moved; i++)
-                    Py_DECREF(new_ahead[i]);
-                return NULL;
-            }
+            if (value == NULL)
+                goto error;
             moved[n_moved] = order;
             new_ahead[n_moved++] = value;
+        }
+        /* Then the trade counts at levels the part restates are forgotten (_on_depth). */
+        pos = 0;
+        PyObject *count_obj;
+        while (mine && PyDict_Next(traded, &pos, &key, &count_obj)) {
+            PyObject *k_side = PyTuple_CheckExact(key) && PyTuple_GET_SIZE(key) == 2
+                ? PyTuple_GET_ITEM(key, 0) : NULL;
+            PyObject *k_price = k_side != NULL ? PyTuple_GET_ITEM(key, 1) : NULL;
+            if (k_side == NULL || (k_side != self->buy && k_side != self->sell)
+                    || !PyFloat_CheckExact(k_price)) {
+                mine = 0;
+                break;
+            }
+            double ignored;
+            int found = part_level_qty(k_side == self->buy ? bids : asks,
+                                       PyFloat_AS_DOUBLE(k_price), &ignored);
+            if (found < 0) {
+                mine = 0;
+                break;
+            }
+            if (found) {
+                Py_INCREF(key);
+                restated[n_restated++] = key;
+            }
         }
         if (!mine) {
             for (Py_ssize_t i = 0; i < n_moved; i++)
                 Py_DECREF(new_ahead[i]);
+            for (Py_ssize_t i = 0; i < n_restated; i++)
+                Py_DECREF(restated[i]);
             Py_RETURN_NONE;
         }
     }
@@ -2741,6 +2783,15 @@ BookPart_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, Py
     }
     if (clear_traded)
         PyDict_Clear(traded);
+    int deleted = 0;
+    for (Py_ssize_t i = 0; i < n_restated; i++) {
+        /* keys of a side and a float: hashing them cannot fail, and each is present */
+        if (deleted == 0)
+            deleted = PyDict_DelItem(traded, restated[i]);
+        Py_DECREF(restated[i]);
+    }
+    if (deleted < 0)
+        return NULL;
     PyObject *done = BookSide_update(bside, bids);
     if (done == NULL)
         return NULL;
@@ -2789,6 +2840,13 @@ BookPart_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, Py
             return PyLong_FromLong(2);
     }
     return PyLong_FromLong(1);
+
+error: /* an exception before anything was stored */
+    for (Py_ssize_t i = 0; i < n_moved; i++)
+        Py_DECREF(new_ahead[i]);
+    for (Py_ssize_t i = 0; i < n_restated; i++)
+        Py_DECREF(restated[i]);
+    return NULL;
 }
 
 static PyTypeObject BookPartType = {
