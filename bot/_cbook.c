@@ -1437,6 +1437,69 @@ quoted_zero(int kind, const void *data, Py_ssize_t len, Py_ssize_t i)
 }
 
 /*
+ * A decimal of the plain shape, int[.frac] with at most 19 digits in all and no leading zero,
+ * at ``p``: returns the character after it and sets *value, as read_number's fast path reads
+ * it, or NULL for anything else. The digit loops have no bound check: they stop at the
+ * string's NUL terminator at the latest (see plain_level).
+ */
+static ALWAYS_INLINE const Py_UCS1 *
+plain_decimal(const Py_UCS1 *p, double *value)
+{
+    const Py_UCS1 *first = p;
+    uint64_t m = 0;
+    unsigned d;
+    while ((d = (unsigned)*p - '0') < 10u) {
+        m = m * 10 + d;
+        p++;
+    }
+    Py_ssize_t total = p - first;
+    if (total == 0 || (total > 1 && *first == '0'))
+        return NULL;
+    Py_ssize_t frac = 0;
+    if (*p == '.') {
+        const Py_UCS1 *frac_at = ++p;
+        while ((d = (unsigned)*p - '0') < 10u) {
+            m = m * 10 + d;
+            p++;
+        }
+        frac = p - frac_at;
+        if (frac == 0)
+            return NULL;
+        total += frac;
+    }
+    if (total > 19 || m > ((uint64_t)1 << 53))
+        return NULL;
+    *value = frac ? (double)m / exact_pow10[frac] : (double)m;
+    return p;
+}
+
+/*
+ * The level shape venues send, ["int[.frac]","int[.frac]"] with no space, in one pass over
+ * ASCII text: the index after its "]" with *price and *qty set, or -1 to leave the level to
+ * the general reader (any other shape, a value out of range, or a level that does not end
+ * by ``len``). The same values either way: this is the general reader's fast path unrolled.
+ * Reading on past ``len`` is safe, as every str keeps a NUL after its last character (the
+ * readers are handed str data only); whatever lies there is never used.
+ */
+static ALWAYS_INLINE Py_ssize_t
+plain_level(const Py_UCS1 *t, Py_ssize_t len, Py_ssize_t i, double *price, double *qty)
+{
+    const Py_UCS1 *p = t + i;
+    if (i + 2 > len || p[0] != '[' || p[1] != '"')
+        return -1;
+    p = plain_decimal(p + 2, price);
+    if (p == NULL || p[0] != '"' || p[1] != ',' || p[2] != '"')
+        return -1;
+    p = plain_decimal(p + 3, qty);
+    if (p == NULL || p[0] != '"' || p[1] != ']')
+        return -1;
+    Py_ssize_t end = p + 2 - t;
+    if (end > len || !(*price > 0.0 && *price <= DBL_MAX) || !(*qty <= DBL_MAX))
+        return -1;
+    return end;
+}
+
+/*
  * The level whose "[" is at ``i``. Returns the index after its "]" and sets *price, *qty,
  * or -1 with *what saying what is wrong.
  */
@@ -1444,6 +1507,11 @@ static ALWAYS_INLINE Py_ssize_t
 text_level(int kind, const void *data, Py_ssize_t len, Py_ssize_t i, double *price,
            double *qty, const char **what)
 {
+    if (kind == PyUnicode_1BYTE_KIND) {
+        Py_ssize_t end = plain_level((const Py_UCS1 *)data, len, i, price, qty);
+        if (end >= 0)
+            return end;
+    }
     *what = "not a level";
     if (i >= len || PyUnicode_READ(kind, data, i) != '[')
         return -1;

@@ -502,6 +502,27 @@ def test_readers_read_a_region_in_place_as_its_slice(text: str, head: str, tail:
             _cbook.split_run(frame, count, flag, *bad)
 
 
+@needs_c
+@pytest.mark.parametrize("cut", range(1, 30))
+def test_a_region_ends_where_it_ends_even_mid_level(cut: int) -> None:
+    # The plain-shape reader reads a level in one pass and may look past the region's end:
+    # a region cut anywhere inside a level must read as its slice does (an error), even when
+    # the frame's characters after the cut would complete the level.
+    from bot import _cbook
+
+    def said(*args: Any) -> str:  # split_levels' result, or the error's own words
+        try:
+            return repr(_cbook.split_levels(*args))
+        except ValueError as exc:
+            return f"ValueError: {exc}"
+
+    text = '[["61594.50","0.000"],["61594.60","12.5"]]'
+    frame = text + ',"x":1}'
+    stop = len(text) - cut
+    for at_end in (False, True):
+        assert said(frame, 2, at_end, 0, stop) == said(text[:stop], 2, at_end)
+
+
 wire_levels = st.lists(
     st.tuples(st.decimals(min_value="0.01", max_value=100_000, places=2),
               st.sampled_from(["0", "0.000", "1.5", "3", "0.001", "12.25"])),
