@@ -817,6 +817,35 @@ BookSide_replace(BookSide *self, PyObject *levels)
     Py_ssize_t m = read_levels(self, levels);
     if (m < 0)
         return NULL;
+    /* A venue's snapshot lists each side sorted (Binance: bids descending, asks ascending),
+     * so strictly monotone keys are copied in order, no sort: a snapshot is the first
+     * frame quoted on and each resync's. Equal keys or NaN take the sort below. */
+    const double *tk = self->tmp_keys, *tq = self->tmp_qty;
+    int ascending = 1, descending = 1;
+    for (Py_ssize_t i = 1; i < m && (ascending || descending); i++) {
+        if (!(tk[i - 1] < tk[i]))
+            ascending = 0;
+        if (!(tk[i - 1] > tk[i]))
+            descending = 0;
+    }
+    if (ascending || descending) {
+        Py_ssize_t old_n = self->n;
+        self->n = 0;
+        if (reserve(self, 0, m) < 0) {
+            self->n = old_n;
+            return NULL;
+        }
+        Py_ssize_t out = 0;
+        for (Py_ssize_t k = 0; k < m; k++) {
+            Py_ssize_t at = ascending ? k : m - 1 - k;
+            if (tq[at] == 0.0)
+                continue;
+            self->keys[out] = tk[at];
+            self->qty[out++] = tq[at];
+        }
+        self->n = out;
+        Py_RETURN_NONE;
+    }
     Entry *entries = PyMem_Malloc((size_t)(m ? m : 1) * sizeof(Entry));
     if (entries == NULL)
         return PyErr_NoMemory();
