@@ -604,7 +604,7 @@ merge_gallop(BookSide *self, const double *bk, const double *bq, Py_ssize_t m)
         self->pos_cap = size;
     }
     Py_ssize_t *rec = self->tmp_pos, *by_shift = self->tmp_pos + m + m; /* by_shift[-m..m] */
-    Py_ssize_t n = self->n, grow = 0, at = 0;
+    Py_ssize_t n = self->n, grow = 0, at = 0, low = 0, high = 0; /* low..high: the S_k */
     const double *keys = self->keys;
     for (Py_ssize_t j = 0; j < m; j++) {
         at = gallop(keys, at, n, bk[j]);
@@ -615,11 +615,13 @@ merge_gallop(BookSide *self, const double *bk, const double *bq, Py_ssize_t m)
             r |= POS_LIVE;
         rec[j] = r;
         grow += pos_delta(r);
+        low = grow < low ? grow : low;
+        high = grow > high ? grow : high;
     }
     /* Run k (k = 0..m) is [start of k, rec[k] / 4), the last one ending at n. */
 #define RUN_START(k) ((k) == 0 ? 0 : rec[(k) - 1] / 4 + ((rec[(k) - 1] & POS_FOUND) != 0))
 #define RUN_END(k) ((k) == m ? n : rec[(k)] / 4)
-    for (Py_ssize_t s = -m; s <= m; s++)
+    for (Py_ssize_t s = low; s <= high; s++)
         by_shift[s] = 0;
     Py_ssize_t shift = 0, down = 0, most = -1;
     for (Py_ssize_t k = 0; k <= m; k++) {
@@ -627,7 +629,7 @@ merge_gallop(BookSide *self, const double *bk, const double *bq, Py_ssize_t m)
             shift += pos_delta(rec[k - 1]);
         by_shift[shift] += RUN_END(k) - RUN_START(k);
     }
-    for (Py_ssize_t s = -m; s <= m; s++) {
+    for (Py_ssize_t s = low; s <= high; s++) {
         if (by_shift[s] > most) {
             most = by_shift[s];
             down = s;
