@@ -166,8 +166,8 @@ def test_answers_equal_the_python_on_random_parts() -> None:
             part = _part(rng, 2 + step)
             low, high = rng.choice(((-INF, INF), (99.8, 100.1), (99.95, 100.05), (100.0, 99.9)))
             before = _state(book, venue)
-            status = kernel(part, low, high)
             pending = bool(venue._traded)
+            status = kernel(part, low, high)
             if status is None:
                 assert _state(book, venue) == before, "a None answer must change nothing"
                 status = _python(book, venue, part, low, high)
