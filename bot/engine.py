@@ -376,14 +376,15 @@ class Engine:
         pending: BookDelta | DeferredBookDelta | None = deep
         if status == 0:
             if type(deep) is DeferredBookDelta:
-                ok, left = self._deepen(deep, ts)
+                ok, left, status = self._deepen(deep, ts)
                 if not ok:
                     self._requote(ts)
                     return
                 pending = deep if left else None
             else:
-                self._book_part(deep, ts)  # type: ignore[arg-type]
+                status = self._book_part(deep, ts)  # type: ignore[arg-type]
                 pending = None
+        # The kernel's 1 for the last part booked also means nothing is left to check or fill.
         if status != 1 and not self._touch_final(ts):
             self._requote(ts)
             return
@@ -402,7 +403,7 @@ class Engine:
         if moved or self._pending_change:
             self._requote(ts)
 
-    def _deepen(self, event: DeferredBookDelta, ts: int) -> tuple[bool, bool]:
+    def _deepen(self, event: DeferredBookDelta, ts: int) -> tuple[bool, bool, int | None]:
         """Book deferred levels nearest first until no deeper one can change the touch.
 
         The first round books exactly the levels the touch needs (``DeepLevels.settle``: the
@@ -411,21 +412,23 @@ class Engine:
         deferred level (levels out of price order), further rounds book the deferred levels
         that reach it (bids at or above the best bid, asks at or below the best ask), from a
         side whose touch they can still change: at least ``DEEPEN_AT_LEAST`` levels, 4x more
-        each round. Returns (False, False) if the levels were corrupt (the book is
-        invalidated), else (True, whether levels are left to book after quoting).
+        each round. Returns (False, False, None) if the levels were corrupt (the book is
+        invalidated), else (True, whether levels are left to book after quoting, what
+        ``_book_part`` answered for the last part booked: 1 when nothing is left to check).
         """
         book = self.book
         deep = event.deep
         bid_max, ask_min = event.deep_bid_max, event.deep_ask_min
         at_least = DEEPEN_AT_LEAST
         settle = True
+        status: int | None = None
         while True:
             bid, ask = book.touch()
             # A side with no level (nan) needs every deferred level of that side.
             bid_floor = _INF if bid > bid_max else (bid if bid == bid else -_INF)
             ask_cap = -_INF if ask < ask_min else (ask if ask == ask else _INF)
             if bid_floor == _INF and ask_cap == -_INF:
-                return True, True
+                return True, True, status
             try:
                 if settle:
                     settle = False
@@ -437,22 +440,27 @@ class Engine:
                     part, bid_max, ask_min = deep.rest(), -_INF, _INF
             except DataError as exc:
                 self._corrupt_levels(exc)
-                return False, False
-            self._book_part(part, ts)
+                return False, False, None
+            status = self._book_part(part, ts)
             if bid_max == -_INF and ask_min == _INF:
-                return True, False
+                return True, False, status
 
-    def _book_part(self, part: BookDelta, ts: int) -> None:
+    def _book_part(self, part: BookDelta, ts: int) -> int | None:
         """Let the simulated venue see one part of a split update, then book it.
 
         In one C call when the venue has a kernel for it (``book_part_kernel``) and the case
         is its plain one; it leaves nothing to drain (a depth update fills nothing before the
-        book applies it), so it runs only when nothing is waiting to be drained.
+        book applies it), so it runs only when nothing is waiting to be drained. Returns the
+        kernel's answer (1: the book is not crossed and crosses no order of the venue, so
+        ``_touch_final`` has nothing to do; 0 or 2: it may), None when the Python booked it.
         """
         kernel = self._part_kernel
-        if kernel is not None and not self._pending and kernel(part, -_INF, _INF) is not None:
-            return
+        if kernel is not None and not self._pending:
+            status: int | None = kernel(part, -_INF, _INF)
+            if status is not None:
+                return status
         self._book_part_python(part, ts)
+        return None
 
     def _book_part_python(self, part: BookDelta, ts: int) -> None:
         """``_book_part`` without the kernel: the venue's ``on_market``, then the book's apply."""
