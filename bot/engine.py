@@ -83,6 +83,7 @@ rounds happen only for deferred levels out of price order; at least this many pe
 more each further round) keeps them few, while decoding a few levels too many costs little.
 """
 _EMPTY = QuoteSet.empty()
+_CORRUPT = -1  # _book_deep: the deferred levels were corrupt (the book is invalidated)
 # Side names for log fields: a dict read instead of Enum's name property (two Python calls),
 # which runs for each fill even when the logger drops the line.
 _SIDE_NAMES = {BUY: BUY.name, SELL: SELL.name}
@@ -394,7 +395,8 @@ class Engine:
             return
         touch = book.touch()
         self._pending_change = False
-        if not self._book_deep(pending, ts) or not self._touch_final(ts):
+        status = self._book_deep(pending, ts)
+        if status == _CORRUPT or (status != 1 and not self._touch_final(ts)):
             self._requote(ts)
             return
         moved = touch != book.touch()
@@ -471,16 +473,16 @@ class Engine:
                 self._pending_change |= self._drain(ts)
         self.book.apply(part, checked=True, cross_check=False)
 
-    def _book_deep(self, deep: BookDelta | DeferredBookDelta, ts: int) -> bool:
-        """Decode (if deferred) and book the deep part; return False if it is corrupt."""
+    def _book_deep(self, deep: BookDelta | DeferredBookDelta, ts: int) -> int | None:
+        """Decode (if deferred) and book the deep part: ``_CORRUPT`` if it is corrupt, else
+        what ``_book_part`` answered."""
         if type(deep) is DeferredBookDelta:
             try:
                 deep = deep.deep.rest()
             except DataError as exc:
                 self._corrupt_levels(exc)
-                return False
-        self._book_part(deep, ts)  # type: ignore[arg-type]
-        return True
+                return _CORRUPT
+        return self._book_part(deep, ts)  # type: ignore[arg-type]
 
     def _corrupt_levels(self, exc: DataError) -> None:
         """Deferred levels were corrupt: count them; the book is unknown until a resync."""

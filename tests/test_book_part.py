@@ -27,7 +27,7 @@ from bot.app import MarketRules, build_engine
 from bot.book import OrderBook
 from bot.clock import VirtualClock
 from bot.engine import Engine
-from bot.events import BUY, SELL, BookDelta, BookSnapshot, Level, OrderEvent
+from bot.events import BUY, SELL, BookDelta, BookSnapshot, DeferredBookDelta, Level, OrderEvent
 from bot.native import cbook
 from bot.paper import sim_venue_config
 from bot.replay import resolve_source, run_replay
@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SYM = "BTCUSDT"
 TICK = 0.1
 INF = math.inf
+S_NS = 1_000_000_000
 
 
 @pytest.fixture
@@ -266,3 +267,78 @@ def test_an_engine_with_the_kernel_is_freed_by_the_cyclic_gc() -> None:
     engine = build()
     gc.collect()
     assert engine() is None
+
+
+# ------------------------------------------------------------------------------ engine
+
+
+def _engine_on_sim_venue(kernel: bool) -> tuple[Engine, SimVenue]:
+    """An engine on the exact simulated venue (so with its kernel unless ``kernel`` is False)."""
+    from tests.test_engine import settings_for
+
+    clock = VirtualClock()
+    # With an entry latency: with none, a split update is booked whole before quoting.
+    settings = settings_for(sim_venue={"entry_latency_ms": 5.0, "cancel_latency_ms": 5.0})
+    engine = build_engine(settings, MarketRules(0.01, 0.001), clock, None, log=None)
+    venue = SimVenue(sim_venue_config(settings), clock, engine.on_order_event, engine.book)
+    engine.attach_venue(venue, simulated=True)
+    assert engine._part_kernel is not None
+    if not kernel:
+        engine._part_kernel = None
+    return engine, venue
+
+
+def _recording(kernel: Any, answers: list[int | None]) -> Any:
+    def call(part: BookDelta, low: float, high: float) -> int | None:
+        answers.append(kernel(part, low, high))
+        return answers[-1]
+    return call
+
+
+@pytest.mark.parametrize("crossing", ["book", "our_bid", "nothing"])
+def test_a_kernel_answer_still_lets_the_engine_check_deep_levels_booked_late(
+    crossing: str,
+) -> None:
+    # The split says no deferred level reaches the touch, so the engine quotes and books them
+    # after; input out of order breaks that. The kernel's answer for them (2: crossed, or
+    # crossing an order) must still send the engine through its checks, as the Python does:
+    # a crossed book is invalidated and the quotes pulled, a crossed order is filled; its 1
+    # (nothing to check) lets it skip them. Same outcome with and without the kernel.
+    from tests.test_engine_touch_first import ListDeep, delta, ladder
+
+    outcomes = []
+    for kernel in (True, False):
+        engine, venue = _engine_on_sim_venue(kernel)
+        engine.step(ladder(100.0, 20))
+        engine.step(delta([(99.99, 3.0)], [(100.01, 3.0)], ts_s=1.5))  # quotes rest now
+        ours = {o.side: o.price for o in venue._orders.values()}
+        assert set(ours) == {BUY, SELL}
+        if crossing == "book":  # an ask under the best bid
+            deep = ListDeep([], [(99.95, 2.0)])
+        elif crossing == "our_bid":  # the book moves down through our bid, uncrossed
+            steps = round((99.99 - ours[BUY]) / 0.01)
+            gone_bids = [(round(ours[BUY] + 0.01 * i, 2), 0.0) for i in range(steps + 1)]
+            gone_asks = [(round(100.01 + 0.01 * i, 2), 0.0) for i in range(20)]
+            deep = ListDeep(gone_bids, [*gone_asks, (ours[BUY], 0.5)])
+        else:  # a far level, where the split said
+            deep = ListDeep([], [(101.50, 2.0)])
+        near = delta([(99.99, 4.0)], [])
+        ts = 2 * S_NS
+        event = DeferredBookDelta(ts, ts, "T-USD", 3, near, -INF, 100.30, deep)
+        answers: list[int | None] = []
+        if kernel:
+            engine._part_kernel = _recording(engine._part_kernel, answers)
+        engine.step(event)
+        if kernel:  # the near part, then the deep one: both answered by the kernel
+            assert answers == [1, 1 if crossing == "nothing" else 2]
+        outcomes.append((engine.book.valid, engine.stats.fills, engine.portfolio.position,
+                         engine.book.depth(BUY, 50), engine.book.depth(SELL, 50),
+                         sorted((o.side, o.price) for o in venue._orders.values())))
+    assert outcomes[0] == outcomes[1]
+    valid, fills = outcomes[0][0], outcomes[0][1]
+    if crossing == "book":
+        assert not valid
+    elif crossing == "our_bid":
+        assert valid and fills == 1
+    else:
+        assert valid and fills == 0
