@@ -821,7 +821,7 @@ BookSide_replace(BookSide *self, PyObject *levels)
         return NULL;
     /* A venue's snapshot lists each side sorted (Binance: bids descending, asks ascending),
      * so strictly monotone keys are copied in order, no sort: a snapshot is the first
-     * frame quoted on and each resync's. Equal keys or NaN take the sort below. */
+     * frame quoted on and each resync's. Equal keys or NaN are sorted first. */
     const double *tk = self->tmp_keys, *tq = self->tmp_qty;
     int ascending = 1, descending = 1;
     for (Py_ssize_t i = 1; i < m && (ascending || descending); i++) {
@@ -830,33 +830,18 @@ BookSide_replace(BookSide *self, PyObject *levels)
         if (!(tk[i - 1] > tk[i]))
             descending = 0;
     }
-    if (ascending || descending) {
-        Py_ssize_t old_n = self->n;
-        self->n = 0;
-        if (reserve(self, 0, m) < 0) {
-            self->n = old_n;
-            return NULL;
+    Entry *entries = NULL;
+    if (!ascending && !descending) {
+        entries = PyMem_Malloc((size_t)m * sizeof(Entry));
+        if (entries == NULL)
+            return PyErr_NoMemory();
+        for (Py_ssize_t i = 0; i < m; i++) {
+            entries[i].key = tk[i];
+            entries[i].qty = tq[i];
+            entries[i].pos = i;
         }
-        Py_ssize_t out = 0;
-        for (Py_ssize_t k = 0; k < m; k++) {
-            Py_ssize_t at = ascending ? k : m - 1 - k;
-            if (tq[at] == 0.0)
-                continue;
-            self->keys[out] = tk[at];
-            self->qty[out++] = tq[at];
-        }
-        self->n = out;
-        Py_RETURN_NONE;
+        qsort(entries, (size_t)m, sizeof(Entry), entry_cmp);
     }
-    Entry *entries = PyMem_Malloc((size_t)(m ? m : 1) * sizeof(Entry));
-    if (entries == NULL)
-        return PyErr_NoMemory();
-    for (Py_ssize_t i = 0; i < m; i++) {
-        entries[i].key = self->tmp_keys[i];
-        entries[i].qty = self->tmp_qty[i];
-        entries[i].pos = i;
-    }
-    qsort(entries, (size_t)m, sizeof(Entry), entry_cmp);
     Py_ssize_t old_n = self->n;
     self->n = 0; /* none of the old levels is kept: no copy if room must be made */
     if (reserve(self, 0, m) < 0) {
@@ -865,14 +850,24 @@ BookSide_replace(BookSide *self, PyObject *levels)
         return NULL;
     }
     Py_ssize_t out = 0;
-    for (Py_ssize_t i = 0; i < m; i++) {
-        /* The last of a run of equal keys holds the quantity that stands. */
-        if (i + 1 < m && entries[i + 1].key == entries[i].key)
+    for (Py_ssize_t k = 0; k < m; k++) {
+        double key, qty;
+        if (entries == NULL) {
+            Py_ssize_t at = ascending ? k : m - 1 - k;
+            key = tk[at];
+            qty = tq[at];
+        }
+        else {
+            /* The last of a run of equal keys holds the quantity that stands. */
+            if (k + 1 < m && entries[k + 1].key == entries[k].key)
+                continue;
+            key = entries[k].key;
+            qty = entries[k].qty;
+        }
+        if (qty == 0.0)
             continue;
-        if (entries[i].qty == 0.0)
-            continue;
-        self->keys[out] = entries[i].key;
-        self->qty[out++] = entries[i].qty;
+        self->keys[out] = key;
+        self->qty[out++] = qty;
     }
     self->n = out;
     PyMem_Free(entries);
@@ -2752,6 +2747,7 @@ BookPart_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, Py
     PyObject *new_ahead[BOOK_PART_MAX_ORDERS]; /* the values set */
     PyObject *restated[BOOK_PART_MAX_ORDERS];  /* _traded keys the part restates (references) */
     Py_ssize_t n_moved = 0, n_restated = 0;
+    PyObject *not_mine = NULL; /* what release: answers (NULL: an exception is set) */
     if (n_orders == 0 || model != self->queue_model) {
         clear_traded = PyDict_GET_SIZE(traded) > 0;
     }
@@ -2801,11 +2797,11 @@ BookPart_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, Py
             if (PyDict_GET_SIZE(traded) > 0) {
                 PyObject *key = PyTuple_Pack(2, side, price_obj);
                 if (key == NULL)
-                    goto error;
+                    goto release;
                 PyObject *value = PyDict_GetItemWithError(traded, key); /* borrowed */
                 Py_DECREF(key);
                 if (value == NULL && PyErr_Occurred())
-                    goto error;
+                    goto release;
                 if (value != NULL) {
                     if (!PyFloat_CheckExact(value)) {
                         mine = 0;
@@ -2837,7 +2833,7 @@ BookPart_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, Py
             kept = after < kept ? after : kept;
             PyObject *value = PyFloat_FromDouble(kept);
             if (value == NULL)
-                goto error;
+                goto release;
             moved[n_moved] = order;
             new_ahead[n_moved++] = value;
         }
@@ -2866,11 +2862,8 @@ BookPart_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, Py
             }
         }
         if (!mine) {
-            for (Py_ssize_t i = 0; i < n_moved; i++)
-                Py_DECREF(new_ahead[i]);
-            for (Py_ssize_t i = 0; i < n_restated; i++)
-                Py_DECREF(restated[i]);
-            Py_RETURN_NONE;
+            not_mine = Py_None;
+            goto release;
         }
     }
     /* Sure now: store the queue positions, then book the part (OrderBook.apply). */
@@ -2940,12 +2933,13 @@ BookPart_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, Py
     }
     return PyLong_FromLong(1);
 
-error: /* an exception before anything was stored */
+release: /* not mine (None), or an exception before anything was stored (NULL) */
     for (Py_ssize_t i = 0; i < n_moved; i++)
         Py_DECREF(new_ahead[i]);
     for (Py_ssize_t i = 0; i < n_restated; i++)
         Py_DECREF(restated[i]);
-    return NULL;
+    Py_XINCREF(not_mine);
+    return not_mine;
 }
 
 static PyTypeObject BookPartType = {

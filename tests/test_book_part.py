@@ -256,12 +256,7 @@ def test_an_engine_with_the_kernel_is_freed_by_the_cyclic_gc() -> None:
     # engine -> kernel -> venue -> its sink (the engine's bound method) -> engine: the kernel
     # must show the GC its references, or no engine with a simulated venue would ever be freed.
     def build() -> weakref.ref[Engine]:
-        clock = VirtualClock()
-        settings = load_settings(None, {}, environ={})
-        engine = build_engine(settings, MarketRules(0.01, 0.001), clock, None, log=None)
-        venue = SimVenue(sim_venue_config(settings), clock, engine.on_order_event, engine.book)
-        engine.attach_venue(venue, simulated=True)
-        assert engine._part_kernel is not None
+        engine, _ = _engine_on_sim_venue(kernel=True)
         return weakref.ref(engine)
 
     engine = build()
