@@ -8,13 +8,21 @@ gate and handed to the execution venue (``tick_to_quote_us``, frames whose updat
 commands). ``book_frame_to_decision_us`` covers every frame that
 changed the book, up to the decision (commands sent, or none needed). Frames are streamed from
 disk, so memory stays flat however long the input is; ``peak_rss_mb`` shows it.
+
+The latency tail is measured in wall time, so it includes whatever the host does to the
+process: a p99 over ~700 quoting frames is their 8th-slowest, and one stall of the process
+(another tenant on the core, an interrupt, the hypervisor) lands on a frame now and then.
+``host`` says how noisy the host was around the run (``probe_host``), so a slow tail can be
+told apart from a slow pipeline.
 """
 
 from __future__ import annotations
 
 import resource
+import statistics
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +57,64 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+# A gap of at least this much between two clock reads of a spinning loop is a stall: time the
+# process did not run (its own work between two reads is well under a microsecond).
+STALL_NS = 20_000
+
+
+def probe_host(seconds: float = 0.1, clock: Callable[[], int] = time.perf_counter_ns) -> list[int]:
+    """Spin on ``clock`` for ``seconds``; return every stall seen (gaps >= ``STALL_NS``), ns.
+
+    The loop does nothing but read the clock, so a gap between two reads is time taken from
+    the process: preemption, an interrupt, steal by the hypervisor.
+    """
+    last = clock()
+    end = last + round(seconds * 1e9)
+    stalls: list[int] = []
+    while True:
+        now = clock()
+        if now - last >= STALL_NS:
+            stalls.append(now - last)
+        last = now
+        if now >= end:
+            return stalls
+
+
+def _reference_work() -> int:
+    """A fixed piece of pure-Python work: a loop of dict updates and integer arithmetic."""
+    table: dict[int, int] = {}
+    total = 0
+    for i in range(400):
+        table[i & 63] = table.get(i & 63, 0) + i
+        total += i * i % 7
+    return total + len(table)
+
+
+def reference_us(repeats: int = 40, clock: Callable[[], int] = time.perf_counter_ns,
+                 work: Callable[[], object] = _reference_work) -> float:
+    """Return the median time of ``work`` over ``repeats`` runs, in µs: how fast the host runs
+    Python right now (the same code on the same machine, so it moves with the host's load)."""
+    times = []
+    for _ in range(repeats):
+        start = clock()
+        work()
+        times.append(clock() - start)
+    return statistics.median(times) / 1000.0
+
+
+def host_summary(stalls: list[int], probe_s: float, reference: float) -> dict[str, float]:
+    """Summarise the stalls seen in ``probe_s`` seconds of probing (see ``probe_host``)."""
+    ordered = sorted(stalls)
+    return {
+        "probe_s": probe_s,
+        "stalls_per_s": len(ordered) / probe_s if probe_s > 0 else 0.0,
+        "stall_p50_us": _percentile(ordered, 0.50) if ordered else 0.0,
+        "stall_max_us": ordered[-1] / 1000.0 if ordered else 0.0,
+        "stalled_pct": 100.0 * sum(ordered) / (probe_s * 1e9) if probe_s > 0 else 0.0,
+        "reference_us": reference,
+    }
+
+
 def bench_command(paths: Sequence[Path], config: Path | None) -> dict[str, Any]:
     """Replay ``paths`` flat out with latency measurement; return the benchmark figures."""
     configure_logging("error")
@@ -56,7 +122,13 @@ def bench_command(paths: Sequence[Path], config: Path | None) -> dict[str, Any]:
     source = resolve_source(chosen, None, None)
     settings = load_settings(config, {"market": {"venue": source.venue,
                                                  "symbol": source.symbol}})
+    # The host is probed for 0.1 s just before and just after the replay, not during it,
+    # where the probe would take the CPU from the frames being timed.
+    stalls = probe_host(0.1)
+    before = reference_us()
     result = run_replay(source, settings, None, measure_latency=True)
+    stalls += probe_host(0.1)
+    reference = max(before, reference_us())
     lat = sorted(result.command_latencies_ns)
     every = sorted(result.latencies_ns)
     return {
@@ -77,6 +149,7 @@ def bench_command(paths: Sequence[Path], config: Path | None) -> dict[str, Any]:
             "samples": len(every),
         },
         "peak_rss_mb": peak_rss_mb(),
+        "host": host_summary(stalls, 0.2, reference),
         # The C book and helpers (bot/_cbook.c), or their pure-Python references.
         "compiled": cbook is not None,
         "orders_sent": result.engine.stats.orders_sent,
