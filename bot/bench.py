@@ -12,14 +12,13 @@ disk, so memory stays flat however long the input is; ``peak_rss_mb`` shows it.
 The latency tail is measured in wall time, so it includes whatever the host does to the
 process: a p99 over ~700 quoting frames is their 8th-slowest, and one stall of the process
 (another tenant on the core, an interrupt, the hypervisor) lands on a frame now and then.
-``host`` says how noisy the host was around the run (``probe_host``), so a slow tail can be
-told apart from a slow pipeline.
+``host`` says how often the host took the CPU from the process around the run, and for how
+long (``probe_host``).
 """
 
 from __future__ import annotations
 
 import resource
-import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -80,29 +79,7 @@ def probe_host(seconds: float = 0.1, clock: Callable[[], int] = time.perf_counte
             return stalls
 
 
-def _reference_work() -> int:
-    """A fixed piece of pure-Python work: a loop of dict updates and integer arithmetic."""
-    table: dict[int, int] = {}
-    total = 0
-    for i in range(400):
-        table[i & 63] = table.get(i & 63, 0) + i
-        total += i * i % 7
-    return total + len(table)
-
-
-def reference_us(repeats: int = 40, clock: Callable[[], int] = time.perf_counter_ns,
-                 work: Callable[[], object] = _reference_work) -> float:
-    """Return the median time of ``work`` over ``repeats`` runs, in µs: how fast the host runs
-    Python right now (the same code on the same machine, so it moves with the host's load)."""
-    times = []
-    for _ in range(repeats):
-        start = clock()
-        work()
-        times.append(clock() - start)
-    return statistics.median(times) / 1000.0
-
-
-def host_summary(stalls: list[int], probe_s: float, reference: float) -> dict[str, float]:
+def host_summary(stalls: list[int], probe_s: float) -> dict[str, float]:
     """Summarise the stalls seen in ``probe_s`` seconds of probing (see ``probe_host``)."""
     ordered = sorted(stalls)
     return {
@@ -111,7 +88,6 @@ def host_summary(stalls: list[int], probe_s: float, reference: float) -> dict[st
         "stall_p50_us": _percentile(ordered, 0.50) if ordered else 0.0,
         "stall_max_us": ordered[-1] / 1000.0 if ordered else 0.0,
         "stalled_pct": 100.0 * sum(ordered) / (probe_s * 1e9) if probe_s > 0 else 0.0,
-        "reference_us": reference,
     }
 
 
@@ -125,10 +101,8 @@ def bench_command(paths: Sequence[Path], config: Path | None) -> dict[str, Any]:
     # The host is probed for 0.1 s just before and just after the replay, not during it,
     # where the probe would take the CPU from the frames being timed.
     stalls = probe_host(0.1)
-    before = reference_us()
     result = run_replay(source, settings, None, measure_latency=True)
     stalls += probe_host(0.1)
-    reference = max(before, reference_us())
     lat = sorted(result.command_latencies_ns)
     every = sorted(result.latencies_ns)
     return {
@@ -149,7 +123,7 @@ def bench_command(paths: Sequence[Path], config: Path | None) -> dict[str, Any]:
             "samples": len(every),
         },
         "peak_rss_mb": peak_rss_mb(),
-        "host": host_summary(stalls, 0.2, reference),
+        "host": host_summary(stalls, 0.2),
         # The C book and helpers (bot/_cbook.c), or their pure-Python references.
         "compiled": cbook is not None,
         "orders_sent": result.engine.stats.orders_sent,

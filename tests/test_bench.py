@@ -1,4 +1,4 @@
-"""The benchmark's host probe: stalls and the reference workload, on scripted clocks."""
+"""The benchmark's host probe, on scripted clocks."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from bot.bench import STALL_NS, host_summary, probe_host, reference_us
+from bot.bench import STALL_NS, host_summary, probe_host
 
 
 def _clock(steps: Iterator[int]) -> Callable[[], int]:
@@ -53,30 +53,12 @@ def test_probe_ends_after_the_requested_time() -> None:
     assert reads == 2_001  # the start (at 1 µs), then one read a µs until 2 ms after it
 
 
-def test_reference_is_the_median_time_of_the_work() -> None:
-    durations = iter([5_000, 9_000, 7_000, 100_000, 6_000])  # one run stalled
-    now = 0
-    started = True
-
-    def clock() -> int:
-        nonlocal now, started
-        started = not started
-        if started:  # the end of a run: its duration has passed
-            now += next(durations)
-        return now
-
-    calls = []
-    assert reference_us(5, clock, lambda: calls.append(1)) == pytest.approx(7.0)
-    assert len(calls) == 5
-
-
 def test_host_summary_reports_rate_sizes_and_share_of_time_lost() -> None:
-    summary = host_summary([30_000, 50_000, 400_000], 0.2, 41.5)
+    summary = host_summary([30_000, 50_000, 400_000], 0.2)
 
     assert summary["stalls_per_s"] == pytest.approx(15.0)
     assert summary["stall_p50_us"] == pytest.approx(50.0)
     assert summary["stall_max_us"] == pytest.approx(400.0)
     assert summary["stalled_pct"] == pytest.approx(100 * 480_000 / 2e8)
-    assert summary["reference_us"] == 41.5
-    quiet = host_summary([], 0.2, 40.0)
+    quiet = host_summary([], 0.2)
     assert quiet["stalls_per_s"] == quiet["stall_max_us"] == quiet["stalled_pct"] == 0.0

@@ -221,9 +221,8 @@ def test_bench_reports_throughput_latency_and_memory(shared_data: Path) -> None:
     assert 0 < lat["p50"] <= lat["p99"] <= lat["max"]
     assert lat["samples"] > 100
     assert result["peak_rss_mb"] > 0
-    host = result["host"]  # how noisy the host was around the run
+    host = result["host"]  # how often the host took the CPU around the run
     assert host["probe_s"] == 0.2
-    assert host["reference_us"] > 0
     assert host["stalls_per_s"] >= 0 and 0 <= host["stalled_pct"] < 100
     from bot.native import cbook
 
