@@ -32,7 +32,8 @@ def _steps(stall_every: int, stall_ns: int) -> Iterator[int]:
 
 def test_probe_counts_every_gap_of_at_least_the_stall_threshold_and_nothing_else() -> None:
     # 0.01 s of 100 ns reads with a 50 µs stall every 1,000th read: each cycle of 1,000 reads
-    # lasts 999 * 100 ns + 50 µs = 149.9 µs, so 0.01 s holds 66 whole cycles and a part of one.
+    # lasts 999 * 100 ns + 50 µs = 149.9 µs. 66 cycles end at 9.89 ms; the 67th stall is the
+    # read that passes the end, and the last.
     stalls = probe_host(0.01, _clock(_steps(1000, 50_000)))
 
     assert stalls == [50_000] * 67
