@@ -485,6 +485,14 @@ class BinanceParser:
         self._stream_kinds: dict[str, int] = {}
 
         self.touch_levels = touch_levels
+        # An in-sync diff, from raw frame to event, in one compiled call when splitting
+        # (bot/_cbook.c's DepthRoute; the path through _on_split_depth_frame is its reference).
+        self._route: Callable[[str | bytes, int, int, BinanceParser, int],
+                              BookDelta | DeferredBookDelta | None] | None = None
+        if touch_levels and cbook is not None and lower.isascii():
+            self._route = cbook.DepthRoute(self._depth_prefix, self.symbol, touch_levels,
+                                           self._futures, _make_delta, _make_deep,
+                                           _make_deferred)
         # Counts connections and syncs, so a deferred part that turns out corrupt resyncs only
         # the book it belongs to.
         self._epoch = 0
@@ -558,6 +566,16 @@ class BinanceParser:
             The events in order: a ``Trade``; a ``BookDelta`` (in sync); a ``BookInvalid`` (gap);
             or nothing (other streams and symbols, acks, buffered or stale diffs, malformed).
         """
+        route = self._route
+        if route is not None and self._resync is _NONE and not self._awaiting_first:
+            # The in-sync depth diff in one call; None for anything else, with nothing done.
+            delta = route(raw, ts_local_ns, self._last_update_id, self, self._epoch)
+            if delta is not None:
+                self._last_update_id = delta.sequence
+                stats = self.stats
+                stats.messages += 1
+                stats.book_events += 1
+                return [delta]
         stats = self.stats
         stats.messages += 1
         if isinstance(raw, bytes):

@@ -15,12 +15,14 @@
  * (a book holds thousands of levels; a diff of 40 far levels used to copy all of them).
  *
  * Also here: the strict readers of Binance level arrays and depth diffs (the hot path's parser
- * helpers, bot/native.py has their references), and BookPart, which books one part of a split
- * diff together with the simulated venue's queue pass over it (see its section).
+ * helpers, bot/native.py has their references), DepthRoute, the Binance parser's path for an
+ * in-sync diff from raw frame to event, and BookPart, which books one part of a split diff
+ * together with the simulated venue's queue pass over it (see their sections).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <float.h>
+#include <limits.h>
 #include <stddef.h>
 #include <math.h>
 #include <stdint.h>
@@ -2427,6 +2429,45 @@ split_side(PyObject *text, Py_ssize_t start, Py_ssize_t stop, int bids, Py_ssize
     return 0;
 }
 
+/* A compact Binance depth diff read and split (split_depth's parts): new references. */
+typedef struct {
+    DepthHead h;
+    int bids_at_end, asks_at_end;
+    PyObject *near_b, *deep_b, *near_a, *deep_a;
+    double bid_max, ask_min;
+} DepthSplit;
+
+/*
+ * Read and split ``text`` (see split_depth below) into *out: 1, 0 when the text is not in the
+ * compact layout (no error set), -1 with an error set (ValueError where a level reader raises).
+ */
+static int
+split_depth_core(PyObject *text, Py_ssize_t count, DepthSplit *out)
+{
+    if (!depth_head(text, &out->h))
+        return 0;
+    const DepthHead *h = &out->h;
+    if (split_side(text, h->bids_start, h->bids_stop, 1, count, &out->bids_at_end, &out->near_b,
+                   &out->bid_max, &out->deep_b) < 0)
+        return -1;
+    if (split_side(text, h->asks_start, h->asks_stop, 0, count, &out->asks_at_end, &out->near_a,
+                   &out->ask_min, &out->deep_a) < 0) {
+        Py_DECREF(out->near_b);
+        Py_DECREF(out->deep_b);
+        return -1;
+    }
+    return 1;
+}
+
+static void
+depth_split_release(DepthSplit *split)
+{
+    Py_DECREF(split->near_b);
+    Py_DECREF(split->deep_b);
+    Py_DECREF(split->near_a);
+    Py_DECREF(split->deep_a);
+}
+
 /*
  * split_depth(text, count): a compact Binance depth diff read and split in one call, what
  * cut_depth, then nearest_at_end and split_run on each level array give: (s, E, U, u, pu,
@@ -2452,34 +2493,25 @@ cbook_split_depth(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t
         PyErr_SetString(PyExc_ValueError, "split_depth: count must be >= 0");
         return NULL;
     }
-    DepthHead h;
-    if (!depth_head(text, &h))
+    DepthSplit split;
+    int found = split_depth_core(text, count, &split);
+    if (found <= 0) {
+        if (found < 0)
+            return NULL;
         Py_RETURN_NONE;
-    int bids_at_end, asks_at_end;
-    PyObject *near_b, *deep_b, *near_a, *deep_a;
-    double bid_max, ask_min;
-    if (split_side(text, h.bids_start, h.bids_stop, 1, count, &bids_at_end, &near_b, &bid_max,
-                   &deep_b) < 0)
-        return NULL;
-    if (split_side(text, h.asks_start, h.asks_stop, 0, count, &asks_at_end, &near_a, &ask_min,
-                   &deep_a) < 0) {
-        Py_DECREF(near_b);
-        Py_DECREF(deep_b);
-        return NULL;
     }
-    PyObject *symbol = depth_symbol(text, &h);
+    PyObject *symbol = depth_symbol(text, &split.h);
     if (symbol == NULL) {
-        Py_DECREF(near_b);
-        Py_DECREF(deep_b);
-        Py_DECREF(near_a);
-        Py_DECREF(deep_a);
+        depth_split_release(&split);
         return NULL;
     }
     /* The 13-tuple filled directly (Py_BuildValue parses its format on every call). */
-    PyObject *items[13] = {symbol, PyLong_FromLongLong(h.E), PyLong_FromLongLong(h.U),
-                           PyLong_FromLongLong(h.u), PyLong_FromLongLong(h.pu), near_b, near_a,
-                           deep_b, PyBool_FromLong(bids_at_end), PyFloat_FromDouble(bid_max),
-                           deep_a, PyBool_FromLong(asks_at_end), PyFloat_FromDouble(ask_min)};
+    PyObject *items[13] = {symbol, PyLong_FromLongLong(split.h.E),
+                           PyLong_FromLongLong(split.h.U), PyLong_FromLongLong(split.h.u),
+                           PyLong_FromLongLong(split.h.pu), split.near_b, split.near_a,
+                           split.deep_b, PyBool_FromLong(split.bids_at_end),
+                           PyFloat_FromDouble(split.bid_max), split.deep_a,
+                           PyBool_FromLong(split.asks_at_end), PyFloat_FromDouble(split.ask_min)};
     PyObject *out = PyTuple_New(13);
     for (Py_ssize_t i = 0; i < 13; i++) {
         if (items[i] == NULL)
@@ -2494,6 +2526,232 @@ cbook_split_depth(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t
         PyTuple_SET_ITEM(out, i, items[i]);
     return out;
 }
+
+/* ------------------------------------------------------------------ DepthRoute
+ *
+ * adapters.binance.BinanceParser's path for an in-sync depth diff, from the raw frame to the
+ * event, in one call: on_message's stream check, then _on_split_depth_frame (split_depth, the
+ * symbol and pu checks, the events, and _sequence's accepting case). The Python stays the
+ * reference: DepthRoute answers None (not mine), with nothing done, for anything else: text
+ * that is not an ASCII str, another stream, another layout (split_depth's None), a corrupt
+ * level (ValueError, which the Python path then counts), another symbol, a futures diff
+ * without pu, a diff that does not continue the book (stale, a gap), or numbers out of the
+ * range of a C long long. The caller keeps the state: it calls only while in sync and
+ * splitting, and records the update id and the counters when an event comes back.
+ * tests/test_binance_route.py holds it to the Python on the captures and on each case.
+ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *prefix; /* ASCII str: "<symbol in lower case>@depth" */
+    PyObject *symbol; /* ASCII str: the parser's symbol */
+    Py_ssize_t count;
+    int futures;
+    PyObject *make_delta;
+    PyObject *make_deep;
+    PyObject *make_deferred;
+    vectorcallfunc vectorcall;
+} DepthRoute;
+
+static PyObject *DepthRoute_vectorcall(PyObject *, PyObject *const *, size_t, PyObject *);
+
+static PyObject *
+DepthRoute_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"prefix", "symbol", "count", "futures", "make_delta", "make_deep",
+                             "make_deferred", NULL};
+    PyObject *prefix, *symbol, *make_delta, *make_deep, *make_deferred;
+    Py_ssize_t count;
+    int futures;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!npOOO", kwlist, &PyUnicode_Type, &prefix,
+                                     &PyUnicode_Type, &symbol, &count, &futures, &make_delta,
+                                     &make_deep, &make_deferred))
+        return NULL;
+    if (!PyUnicode_IS_ASCII(prefix) || !PyUnicode_IS_ASCII(symbol) || count < 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "DepthRoute: prefix and symbol must be ASCII, count >= 0");
+        return NULL;
+    }
+    DepthRoute *self = (DepthRoute *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->vectorcall = DepthRoute_vectorcall;
+    self->count = count;
+    self->futures = futures;
+#define KEEP(field, value) (Py_INCREF(value), self->field = (value))
+    KEEP(prefix, prefix);
+    KEEP(symbol, symbol);
+    KEEP(make_delta, make_delta);
+    KEEP(make_deep, make_deep);
+    KEEP(make_deferred, make_deferred);
+#undef KEEP
+    return (PyObject *)self;
+}
+
+static int
+DepthRoute_traverse(DepthRoute *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->make_delta);
+    Py_VISIT(self->make_deep);
+    Py_VISIT(self->make_deferred);
+    return 0;
+}
+
+static int
+DepthRoute_clear(DepthRoute *self)
+{
+    Py_CLEAR(self->prefix);
+    Py_CLEAR(self->symbol);
+    Py_CLEAR(self->make_delta);
+    Py_CLEAR(self->make_deep);
+    Py_CLEAR(self->make_deferred);
+    return 0;
+}
+
+static void
+DepthRoute_dealloc(DepthRoute *self)
+{
+    PyObject_GC_UnTrack(self);
+    DepthRoute_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Whether the frame's combined-stream name is a diff-depth stream of the symbol: on_message
+ * reads the name up to the first quote after the envelope, and _stream_kind takes the prefix
+ * alone or followed by "@" (any update speed). */
+static int
+route_stream_is_depth(const DepthRoute *self, const char *t, Py_ssize_t len)
+{
+    const Py_ssize_t head = (Py_ssize_t)sizeof ENVELOPE_HEAD; /* with the name's quote */
+    if (len < head || memcmp(t, ENVELOPE_HEAD "\"", (size_t)head) != 0)
+        return 0;
+    const char *end = memchr(t + head, '"', (size_t)(len - head));
+    if (end == NULL)
+        return 0;
+    Py_ssize_t name_len = end - (t + head);
+    Py_ssize_t prefix_len = PyUnicode_GET_LENGTH(self->prefix);
+    return name_len >= prefix_len
+           && memcmp(t + head, PyUnicode_1BYTE_DATA(self->prefix), (size_t)prefix_len) == 0
+           && (name_len == prefix_len || t[head + prefix_len] == '@');
+}
+
+/*
+ * route(text, ts_local_ns, last_update_id, parser, epoch) -> the BookDelta (no deferred level)
+ * or DeferredBookDelta _on_split_depth_frame returns for an in-sync diff, or None.
+ */
+static PyObject *
+DepthRoute_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
+                      PyObject *kwnames)
+{
+    DepthRoute *self = (DepthRoute *)callable;
+    if (PyVectorcall_NARGS(nargsf) != 5 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError,
+                        "DepthRoute takes (text, ts_local_ns, last_update_id, parser, epoch)");
+        return NULL;
+    }
+    PyObject *text = args[0], *ts_local = args[1], *parser = args[3], *epoch = args[4];
+    if (!PyUnicode_CheckExact(text) || !PyUnicode_IS_ASCII(text) || !PyLong_CheckExact(args[2]))
+        Py_RETURN_NONE;
+    const char *t = (const char *)PyUnicode_1BYTE_DATA(text);
+    Py_ssize_t len = PyUnicode_GET_LENGTH(text);
+    if (!route_stream_is_depth(self, t, len))
+        Py_RETURN_NONE;
+    int overflow;
+    long long book_id = PyLong_AsLongLongAndOverflow(args[2], &overflow);
+    if (overflow || (book_id == -1 && PyErr_Occurred()) || book_id == LLONG_MAX) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    DepthSplit split;
+    int found = split_depth_core(text, self->count, &split);
+    if (found <= 0) {
+        if (found < 0) {
+            if (!PyErr_ExceptionMatches(PyExc_ValueError))
+                return NULL;
+            PyErr_Clear(); /* a corrupt level: the Python path counts it */
+        }
+        Py_RETURN_NONE;
+    }
+    const DepthHead *h = &split.h;
+    Py_ssize_t symbol_len = PyUnicode_GET_LENGTH(self->symbol);
+    const long long ms_to_ns = 1000000;
+    int mine = h->s_stop - h->s_start == symbol_len
+               && memcmp(t + h->s_start, PyUnicode_1BYTE_DATA(self->symbol),
+                         (size_t)symbol_len) == 0
+               && !(self->futures && h->pu < 0)
+               && h->u > book_id
+               && (self->futures ? h->pu == book_id : h->U <= book_id + 1)
+               && h->E <= LLONG_MAX / ms_to_ns && h->E >= LLONG_MIN / ms_to_ns;
+    if (!mine) {
+        depth_split_release(&split);
+        Py_RETURN_NONE;
+    }
+    PyObject *out = NULL, *near = NULL, *deep = NULL, *bid_max = NULL, *ask_min = NULL;
+    PyObject *ts_exchange = PyLong_FromLongLong(h->E * ms_to_ns);
+    PyObject *final_id = PyLong_FromLongLong(h->u);
+    if (ts_exchange == NULL || final_id == NULL)
+        goto done;
+    PyObject *near_args[7] = {ts_exchange, ts_local, self->symbol, split.near_b, split.near_a,
+                              final_id, Py_True};
+    near = PyObject_Vectorcall(self->make_delta, near_args, 7, NULL);
+    if (near == NULL)
+        goto done;
+    if (PyUnicode_GET_LENGTH(split.deep_b) == 0 && PyUnicode_GET_LENGTH(split.deep_a) == 0) {
+        out = Py_NewRef(near);
+        goto done;
+    }
+    if ((bid_max = PyFloat_FromDouble(split.bid_max)) == NULL
+            || (ask_min = PyFloat_FromDouble(split.ask_min)) == NULL)
+        goto done;
+    PyObject *deep_args[9] = {parser, epoch, near, split.deep_b,
+                              split.bids_at_end ? Py_True : Py_False, bid_max, split.deep_a,
+                              split.asks_at_end ? Py_True : Py_False, ask_min};
+    deep = PyObject_Vectorcall(self->make_deep, deep_args, 9, NULL);
+    if (deep == NULL)
+        goto done;
+    PyObject *deferred_args[8] = {ts_exchange, ts_local, self->symbol, final_id, near, bid_max,
+                                  ask_min, deep};
+    out = PyObject_Vectorcall(self->make_deferred, deferred_args, 8, NULL);
+done:
+    Py_XDECREF(ts_exchange);
+    Py_XDECREF(final_id);
+    Py_XDECREF(near);
+    Py_XDECREF(deep);
+    Py_XDECREF(bid_max);
+    Py_XDECREF(ask_min);
+    depth_split_release(&split);
+    return out;
+}
+
+/* A route holds nothing that changes: a copy of a parser shares its route. */
+static PyObject *
+DepthRoute_copy(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return Py_NewRef(self);
+}
+
+static PyMethodDef DepthRoute_methods[] = {
+    {"__copy__", DepthRoute_copy, METH_NOARGS, NULL},
+    {"__deepcopy__", DepthRoute_copy, METH_O, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject DepthRouteType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "bot._cbook.DepthRoute",
+    .tp_basicsize = sizeof(DepthRoute),
+    .tp_dealloc = (destructor)DepthRoute_dealloc,
+    .tp_vectorcall_offset = offsetof(DepthRoute, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)DepthRoute_traverse,
+    .tp_clear = (inquiry)DepthRoute_clear,
+    .tp_methods = DepthRoute_methods,
+    .tp_doc = "DepthRoute(prefix, symbol, count, futures, make_delta, make_deep, "
+              "make_deferred): BinanceParser's in-sync depth diff path; call (text, "
+              "ts_local_ns, last_update_id, parser, epoch) -> the event, or None (not mine).",
+    .tp_new = DepthRoute_new,
+};
 
 #undef ENVELOPE_HEAD
 #undef DATA_KEY
@@ -3020,7 +3278,8 @@ PyInit__cbook(void)
         Py_DECREF(module);
         return NULL;
     }
-    if (PyModule_AddType(module, &BookPartType) < 0) {
+    if (PyModule_AddType(module, &BookPartType) < 0
+            || PyModule_AddType(module, &DepthRouteType) < 0) {
         Py_DECREF(module);
         return NULL;
     }
