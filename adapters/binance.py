@@ -483,11 +483,16 @@ class BinanceParser:
         self._trade_stream = f"{lower}@{trade_stream}"
         self._trade_kind = _TRADE if trade_stream == "trade" else _AGG_TRADE
         self._stream_kinds: dict[str, int] = {}
+        # _envelope_kind in one compiled call (None for text it leaves to the Python).
+        self._envelope_kernel: Callable[[str], int | None] | None = None
+        if cbook is not None and lower.isascii():
+            self._envelope_kernel = cbook.StreamKind(
+                self._depth_prefix, self._trade_stream, _DEPTH, self._trade_kind, _SKIP, _UNKNOWN)
 
         self.touch_levels = touch_levels
         # An in-sync diff, from raw frame to event, in one compiled call when splitting
         # (bot/_cbook.c's DepthRoute; the path through _on_split_depth_frame is its reference).
-        self._route: Callable[[str | bytes, int, int, BinanceParser, int],
+        self._route: Callable[[str, int, int, BinanceParser, int],
                               BookDelta | DeferredBookDelta | None] | None = None
         if touch_levels and cbook is not None and lower.isascii():
             self._route = cbook.DepthRoute(self._depth_prefix, self.symbol, touch_levels,
@@ -566,16 +571,6 @@ class BinanceParser:
             The events in order: a ``Trade``; a ``BookDelta`` (in sync); a ``BookInvalid`` (gap);
             or nothing (other streams and symbols, acks, buffered or stale diffs, malformed).
         """
-        route = self._route
-        if route is not None and self._resync is _NONE and not self._awaiting_first:
-            # The in-sync depth diff in one call; None for anything else, with nothing done.
-            delta = route(raw, ts_local_ns, self._last_update_id, self, self._epoch)
-            if delta is not None:
-                self._last_update_id = delta.sequence
-                stats = self.stats
-                stats.messages += 1
-                stats.book_events += 1
-                return [delta]
         stats = self.stats
         stats.messages += 1
         if isinstance(raw, bytes):
@@ -586,21 +581,18 @@ class BinanceParser:
                 return []
         else:
             text = raw
-        kind = _UNKNOWN
         # Fast path: decide from the stream name before paying for json.loads.
-        if text.startswith(_ENVELOPE):
-            end = text.find('"', _ENVELOPE_LEN)
-            if end > 0:
-                stream = text[_ENVELOPE_LEN:end]
-                cached = self._stream_kinds.get(stream)  # _stream_kind's cache, read inline
-                kind = self._stream_kind(stream) if cached is None else cached
-                if kind == _SKIP:
-                    stats.ignored += 1
-                    return []
-                if kind == _DEPTH:
-                    return self._on_depth_frame(text, ts_local_ns)
-                if kind == self._trade_kind:
-                    return self._on_trade_frame(text, ts_local_ns)
+        kernel = self._envelope_kernel
+        kind = kernel(text) if kernel is not None else None
+        if kind is None:
+            kind = self._envelope_kind(text)
+        if kind == _SKIP:
+            stats.ignored += 1
+            return []
+        if kind == _DEPTH:
+            return self._on_depth_frame(text, ts_local_ns)
+        if kind == self._trade_kind:
+            return self._on_trade_frame(text, ts_local_ns)
         try:
             msg = json.loads(text)
         except (ValueError, RecursionError):
@@ -692,6 +684,17 @@ class BinanceParser:
     # Parsing
     # ----------------------------------------------------------------------------------------
 
+    def _envelope_kind(self, text: str) -> int:
+        """Return what a combined-stream frame carries, read from its envelope's stream name
+        (``_UNKNOWN`` without one): the reference of the compiled ``StreamKind``."""
+        if text.startswith(_ENVELOPE):
+            end = text.find('"', _ENVELOPE_LEN)
+            if end > 0:
+                stream = text[_ENVELOPE_LEN:end]
+                cached = self._stream_kinds.get(stream)  # _stream_kind's cache, read inline
+                return self._stream_kind(stream) if cached is None else cached
+        return _UNKNOWN
+
     def _stream_kind(self, stream: str) -> int:
         """Return what a stream name carries for this parser (cached: few distinct names)."""
         kind = self._stream_kinds.get(stream)
@@ -744,6 +747,15 @@ class BinanceParser:
         strings to floats. Otherwise the typed decoder.
         """
         if self.touch_levels and self._resync is _NONE and not self._awaiting_first:
+            route = self._route
+            if route is not None:
+                # _on_split_depth_frame's accepting case in one call; None for anything else
+                # (another layout, a corrupt level, a gap...), with nothing done.
+                delta = route(text, ts_local_ns, self._last_update_id, self, self._epoch)
+                if delta is not None:
+                    self._last_update_id = delta.sequence
+                    self.stats.book_events += 1
+                    return [delta]
             return self._on_split_depth_frame(text, ts_local_ns)
         try:
             data = _DEPTH_DECODER.decode(text).data

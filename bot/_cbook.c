@@ -15,9 +15,10 @@
  * (a book holds thousands of levels; a diff of 40 far levels used to copy all of them).
  *
  * Also here: the strict readers of Binance level arrays and depth diffs (the hot path's parser
- * helpers, bot/native.py has their references), DepthRoute, the Binance parser's path for an
- * in-sync diff from raw frame to event, and BookPart, which books one part of a split diff
- * together with the simulated venue's queue pass over it (see their sections).
+ * helpers, bot/native.py has their references), StreamKind and DepthRoute, the Binance
+ * parser's reading of a frame's stream and its path for an in-sync diff from raw frame to
+ * event, and BookPart, which books one part of a split diff together with the simulated
+ * venue's queue pass over it (see their sections).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -2723,16 +2724,16 @@ done:
     return out;
 }
 
-/* A route holds nothing that changes: a copy of a parser shares its route. */
+/* DepthRoute and StreamKind hold nothing that changes: a copy of a parser shares them. */
 static PyObject *
-DepthRoute_copy(PyObject *self, PyObject *Py_UNUSED(ignored))
+shared_copy(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     return Py_NewRef(self);
 }
 
-static PyMethodDef DepthRoute_methods[] = {
-    {"__copy__", DepthRoute_copy, METH_NOARGS, NULL},
-    {"__deepcopy__", DepthRoute_copy, METH_O, NULL},
+static PyMethodDef Shared_methods[] = {
+    {"__copy__", shared_copy, METH_NOARGS, NULL},
+    {"__deepcopy__", shared_copy, METH_O, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2746,11 +2747,141 @@ static PyTypeObject DepthRouteType = {
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_HAVE_GC,
     .tp_traverse = (traverseproc)DepthRoute_traverse,
     .tp_clear = (inquiry)DepthRoute_clear,
-    .tp_methods = DepthRoute_methods,
+    .tp_methods = Shared_methods,
     .tp_doc = "DepthRoute(prefix, symbol, count, futures, make_delta, make_deep, "
               "make_deferred): BinanceParser's in-sync depth diff path; call (text, "
               "ts_local_ns, last_update_id, parser, epoch) -> the event, or None (not mine).",
     .tp_new = DepthRoute_new,
+};
+
+/* ------------------------------------------------------------------ StreamKind
+ *
+ * adapters.binance.BinanceParser._py_envelope_kind, the reference: what a combined-stream
+ * frame carries, read from its envelope ({"stream":"<name>",...) without decoding it. The
+ * name is read up to the first quote; the parser's trade stream is ``trade``, its diff-depth
+ * stream (the prefix alone or followed by "@", any speed) ``depth``, any other name ``skip``;
+ * no envelope, or no quote after it, is ``unknown``. None (not mine) for text that is not an
+ * ASCII str: the reference decides. tests/test_binance_route.py holds the two together.
+ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *depth_prefix; /* ASCII str */
+    PyObject *trade_stream; /* ASCII str */
+    PyObject *depth, *trade, *skip, *unknown;
+    vectorcallfunc vectorcall;
+} StreamKind;
+
+static PyObject *StreamKind_vectorcall(PyObject *, PyObject *const *, size_t, PyObject *);
+
+static PyObject *
+StreamKind_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"depth_prefix", "trade_stream", "depth", "trade", "skip",
+                             "unknown", NULL};
+    PyObject *depth_prefix, *trade_stream, *depth, *trade, *skip, *unknown;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!OOOO", kwlist, &PyUnicode_Type,
+                                     &depth_prefix, &PyUnicode_Type, &trade_stream, &depth,
+                                     &trade, &skip, &unknown))
+        return NULL;
+    if (!PyUnicode_IS_ASCII(depth_prefix) || !PyUnicode_IS_ASCII(trade_stream)) {
+        PyErr_SetString(PyExc_ValueError, "StreamKind: stream names must be ASCII");
+        return NULL;
+    }
+    StreamKind *self = (StreamKind *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->vectorcall = StreamKind_vectorcall;
+#define KEEP(field, value) (Py_INCREF(value), self->field = (value))
+    KEEP(depth_prefix, depth_prefix);
+    KEEP(trade_stream, trade_stream);
+    KEEP(depth, depth);
+    KEEP(trade, trade);
+    KEEP(skip, skip);
+    KEEP(unknown, unknown);
+#undef KEEP
+    return (PyObject *)self;
+}
+
+static int
+StreamKind_traverse(StreamKind *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->depth);
+    Py_VISIT(self->trade);
+    Py_VISIT(self->skip);
+    Py_VISIT(self->unknown);
+    return 0;
+}
+
+static int
+StreamKind_clear(StreamKind *self)
+{
+    Py_CLEAR(self->depth_prefix);
+    Py_CLEAR(self->trade_stream);
+    Py_CLEAR(self->depth);
+    Py_CLEAR(self->trade);
+    Py_CLEAR(self->skip);
+    Py_CLEAR(self->unknown);
+    return 0;
+}
+
+static void
+StreamKind_dealloc(StreamKind *self)
+{
+    PyObject_GC_UnTrack(self);
+    StreamKind_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* kind(text) -> one of the kinds given (see above). */
+static PyObject *
+StreamKind_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
+                      PyObject *kwnames)
+{
+    StreamKind *self = (StreamKind *)callable;
+    if (PyVectorcall_NARGS(nargsf) != 1 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError, "StreamKind takes (text)");
+        return NULL;
+    }
+    PyObject *text = args[0];
+    if (!PyUnicode_CheckExact(text) || !PyUnicode_IS_ASCII(text))
+        Py_RETURN_NONE;
+    const char *t = (const char *)PyUnicode_1BYTE_DATA(text);
+    Py_ssize_t len = PyUnicode_GET_LENGTH(text);
+    const Py_ssize_t head = (Py_ssize_t)sizeof ENVELOPE_HEAD; /* with the name's quote */
+    if (len < head || memcmp(t, ENVELOPE_HEAD "\"", (size_t)head) != 0)
+        return Py_NewRef(self->unknown);
+    const char *end = memchr(t + head, '"', (size_t)(len - head));
+    if (end == NULL)
+        return Py_NewRef(self->unknown);
+    const char *name = t + head;
+    Py_ssize_t name_len = end - name;
+    Py_ssize_t trade_len = PyUnicode_GET_LENGTH(self->trade_stream);
+    if (name_len == trade_len
+            && memcmp(name, PyUnicode_1BYTE_DATA(self->trade_stream), (size_t)trade_len) == 0)
+        return Py_NewRef(self->trade);
+    Py_ssize_t prefix_len = PyUnicode_GET_LENGTH(self->depth_prefix);
+    if (name_len >= prefix_len
+            && memcmp(name, PyUnicode_1BYTE_DATA(self->depth_prefix), (size_t)prefix_len) == 0
+            && (name_len == prefix_len || name[prefix_len] == '@'))
+        return Py_NewRef(self->depth);
+    return Py_NewRef(self->skip);
+}
+
+static PyTypeObject StreamKindType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "bot._cbook.StreamKind",
+    .tp_basicsize = sizeof(StreamKind),
+    .tp_dealloc = (destructor)StreamKind_dealloc,
+    .tp_vectorcall_offset = offsetof(StreamKind, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)StreamKind_traverse,
+    .tp_clear = (inquiry)StreamKind_clear,
+    .tp_methods = Shared_methods,
+    .tp_doc = "StreamKind(depth_prefix, trade_stream, depth, trade, skip, unknown): what a "
+              "Binance combined-stream frame carries; call (text) -> a kind, or None.",
+    .tp_new = StreamKind_new,
 };
 
 #undef ENVELOPE_HEAD
@@ -3279,7 +3410,8 @@ PyInit__cbook(void)
         return NULL;
     }
     if (PyModule_AddType(module, &BookPartType) < 0
-            || PyModule_AddType(module, &DepthRouteType) < 0) {
+            || PyModule_AddType(module, &DepthRouteType) < 0
+            || PyModule_AddType(module, &StreamKindType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

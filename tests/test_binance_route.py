@@ -1,9 +1,9 @@
-"""The compiled in-sync depth path (``DepthRoute``) against the parser's Python path.
+"""The compiled frame paths of the Binance parser against its Python paths.
 
-``BinanceParser.on_message`` hands an in-sync diff to ``bot._cbook.DepthRoute`` when the
-extension is built and the parser splits; anything the route does not take goes down the
-Python path, which stays the reference. Every test here compares the two: a parser with its
-route and one whose route was removed, fed the same frames.
+``BinanceParser.on_message`` reads a frame's stream from its envelope with
+``bot._cbook.StreamKind``, and hands an in-sync diff to ``bot._cbook.DepthRoute`` when the
+extension is built and the parser splits; what they do not take goes down the Python path,
+which stays the reference. Every test here compares the two.
 """
 
 from __future__ import annotations
@@ -15,7 +15,16 @@ from typing import Any
 
 import pytest
 
-from adapters.binance import BinanceParser, Market, is_rest_snapshot
+from adapters.binance import (
+    _AGG_TRADE,
+    _DEPTH,
+    _SKIP,
+    _TRADE,
+    _UNKNOWN,
+    BinanceParser,
+    Market,
+    is_rest_snapshot,
+)
 from adapters.feed import Resync
 from bot.events import DeferredBookDelta, MarketEvent
 from bot.native import cbook
@@ -178,7 +187,8 @@ def test_what_the_route_does_not_take_goes_down_the_python_path(
         answers = route.answers
         assert_same_events(routed.on_message(frame, ts), plain.on_message(frame, ts))
         assert_same_state(routed, plain)
-        assert route.answers == answers
+        # (the parser decodes bytes first and hands the route the text)
+        assert route.answers == answers + (case == "bytes")
 
 
 def test_spot_diffs_are_the_routes_while_they_connect(shared_data: Path) -> None:
@@ -231,3 +241,59 @@ def test_a_copied_parser_shares_the_route_and_goes_on_alone(shared_data: Path) -
         assert_same_events(twin.on_message(raw, ts), plain.on_message(raw, ts))
         assert_same_state(twin, plain)
     assert routed.last_update_id < twin.last_update_id  # the original stayed where it was
+
+
+@pytest.mark.parametrize(("files", "market", "trade_stream"), [
+    (USDM_BTC, "usdm", "trade"), (SPOT_BTC, "spot", "aggTrade"), (CM_BTC, "coinm", "trade")])
+def test_stream_kinds_are_the_references_on_every_frame(
+    shared_data: Path, files: tuple[str, ...], market: Market, trade_stream: str
+) -> None:
+    symbol = "BTCUSD_PERP" if market == "coinm" else "BTCUSDT"
+    parser = BinanceParser(symbol, market, trade_stream=trade_stream)  # type: ignore[arg-type]
+    kernel = parser._envelope_kernel
+    assert kernel is not None
+    seen = set()
+    for _, raw in hft_lines(shared_data, files):
+        kind = kernel(raw)
+        assert kind == parser._envelope_kind(raw)
+        seen.add(kind)
+    assert seen >= {_DEPTH, _SKIP}  # bookTicker is skipped
+
+
+@pytest.mark.parametrize(("text", "kind"), [
+    ('{"stream":"btcusdt@depth@0ms","data":{}}', _DEPTH),
+    ('{"stream":"btcusdt@depth","data":{}}', _DEPTH),
+    ('{"stream":"btcusdt@depth@100ms"', _DEPTH),
+    ('{"stream":"btcusdt@depth5@100ms","data":{}}', _SKIP),  # a partial-depth stream
+    ('{"stream":"btcusdt@dept","data":{}}', _SKIP),
+    ('{"stream":"ethusdt@depth","data":{}}', _SKIP),
+    ('{"stream":"btcusdt@trade","data":{}}', _TRADE),
+    ('{"stream":"btcusdt@aggTrade","data":{}}', _SKIP),  # the other flavour: never counted
+    ('{"stream":"btcusdt@tradeX","data":{}}', _SKIP),
+    ('{"stream":"btcusdt@bookTicker","data":{}}', _SKIP),
+    ('{"stream":"","data":{}}', _SKIP),
+    ('{"stream":"btcusdt@depth', _UNKNOWN),  # no closing quote
+    ('{"stream": "btcusdt@depth","data":{}}', _UNKNOWN),  # another layout: decoded
+    ('{"data":{},"stream":"btcusdt@depth"}', _UNKNOWN),
+    ('', _UNKNOWN),
+    ('{"stream":"', _UNKNOWN),
+])
+def test_stream_kind_cases(text: str, kind: int) -> None:
+    parser = BinanceParser("BTCUSDT", "usdm", 0)
+    assert parser._envelope_kernel is not None
+    assert parser._envelope_kernel(text) == kind
+    assert parser._envelope_kind(text) == kind
+
+
+def test_stream_kind_leaves_other_text_to_the_python() -> None:
+    parser = BinanceParser("BTCUSDT", "usdm", 0, trade_stream="aggTrade")
+    kernel = parser._envelope_kernel
+    assert kernel is not None
+    assert kernel('{"stream":"btcusdt@aggTrade","data":{}}') == _AGG_TRADE
+    for text in ('{"stream":"btcusdt@dépth","data":{}}', '{"stream":"btcusdt@depth","é":1}'):
+        assert kernel(text) is None
+        assert parser.on_message(text, 1) == BinanceParser(
+            "BTCUSDT", "usdm", 0, trade_stream="aggTrade").on_message(text, 1)
+    assert kernel(b'{"stream":"btcusdt@depth"') is None  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ASCII"):
+        cbook.StreamKind("btcusdté@depth", "x", 1, 2, 0, 4)  # type: ignore[union-attr]
