@@ -1030,11 +1030,14 @@ class Engine:
         duration_s: float | None = None,
         timer_interval_s: float = 0.25,
         cancel_timeout_s: float = 5.0,
+        journal_flush_s: float = 0.5,
     ) -> None:
         """Run a live feed on the wall clock until it ends or ``duration_s`` elapses.
 
         On the way out (end of feed, duration, SIGINT via task cancellation, or an error)
-        every live order is cancelled and the venue's confirmations are awaited.
+        every live order is cancelled and the venue's confirmations are awaited. The journal
+        is written out every ``journal_flush_s``, between events: a process killed hard
+        loses at most that much of it (and a restart asks the venue for the fills since).
         """
         clock = self.clock
         if not isinstance(clock, WallClock):
@@ -1059,6 +1062,12 @@ class Engine:
                 await asyncio.sleep(duration_s)
                 queue.put_nowait(stop)
 
+        async def flusher(journal: Journal) -> None:
+            # Runs while the consumer awaits its queue: never inside an event's handling.
+            while True:
+                await asyncio.sleep(journal_flush_s)
+                journal.flush()
+
         async def consume() -> None:
             while True:
                 item = await queue.get()
@@ -1073,6 +1082,9 @@ class Engine:
                     group.create_task(ticker(), name=f"timer:{self.symbol}"),
                     group.create_task(stopper(), name=f"stopper:{self.symbol}"),
                 ]
+                if self.journal is not None:
+                    helpers.append(group.create_task(flusher(self.journal),
+                                                     name=f"journal:{self.symbol}"))
                 await group.create_task(consume(), name=f"engine:{self.symbol}")
                 for task in helpers:
                     task.cancel()

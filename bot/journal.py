@@ -2,8 +2,11 @@
 
 One file per run (``journal.sqlite`` in the run directory), standard library only. Rows are
 buffered and written in batches inside one transaction, so journaling stays off the per-event
-hot path; ``flush`` runs on a timer and on close. Ordering is kept by a monotonically increasing
-``seq`` shared by all tables, so the record reads back in the order things happened.
+hot path: ``flush`` runs on a timer in wall-clock runs (``Engine.run_wall``, twice a second, so
+a hard kill loses at most that much), every 2,000 rows and on close. A live session records
+its start at once (``session``), so a restart knows from when to ask the venue for fills.
+Ordering is kept by a monotonically increasing ``seq`` shared by all tables, so the record
+reads back in the order things happened.
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ CREATE TABLE IF NOT EXISTS risk_events (
 CREATE TABLE IF NOT EXISTS mids (
     seq INTEGER PRIMARY KEY, ts_ns INTEGER NOT NULL, mid REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS sessions (
+    seq INTEGER PRIMARY KEY, ts_ns INTEGER NOT NULL, kind TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS marks (
     seq INTEGER PRIMARY KEY, ts_ns INTEGER NOT NULL, mid REAL, reservation REAL,
     bid REAL, ask REAL, position REAL, pnl REAL, sigma REAL, state TEXT,
@@ -56,6 +62,7 @@ CREATE TABLE IF NOT EXISTS marks (
 );
 """
 
+_TABLES = ("orders", "order_events", "fills", "risk_events", "marks", "mids", "sessions")
 _FLUSH_ROWS = 2_000
 
 
@@ -70,13 +77,10 @@ class Journal:
         # Reopening a journal (a restart after a crash) continues its sequence.
         self._seq = max(
             (self._db.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {table}").fetchone()[0]
-             for table in ("orders", "order_events", "fills", "risk_events", "marks", "mids")),
+             for table in _TABLES),
             default=0,
         )
-        self._rows: dict[str, list[tuple[Any, ...]]] = {
-            "orders": [], "order_events": [], "fills": [], "risk_events": [], "marks": [],
-            "mids": [],
-        }
+        self._rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in _TABLES}
         self._pending = 0
 
     def _add(self, table: str, row: tuple[Any, ...]) -> None:
@@ -139,6 +143,11 @@ class Journal:
         """Record a change of the mid (exact markouts need the path between marks)."""
         self._add("mids", (ts_ns, mid))
 
+    def session(self, ts_ns: int, kind: str) -> None:
+        """Record that a live session starts (``kind``: "live" or "dry_run"), on disk at once."""
+        self._add("sessions", (ts_ns, kind))
+        self.flush()
+
     def flush(self) -> None:
         """Write buffered rows in one transaction."""
         if not self._pending:
@@ -159,7 +168,7 @@ class Journal:
 
 def read_table(path: Path, table: str) -> list[tuple[Any, ...]]:
     """Return every row of ``table`` in ``seq`` order (for tests and reports)."""
-    if table not in {"orders", "order_events", "fills", "risk_events", "marks", "mids"}:
+    if table not in _TABLES:
         raise ValueError(f"unknown journal table: {table}")
     with sqlite3.connect(path) as db:
         return list(db.execute(f"SELECT * FROM {table} ORDER BY seq"))

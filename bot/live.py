@@ -154,19 +154,28 @@ class LiveSession:
         self.left_open = 0
 
     async def recover(self, engine: Engine, execution: CcxtExecution) -> int:
-        """Rebuild the portfolio from the journal and the venue; return fills recovered."""
+        """Rebuild the portfolio from the journal and the venue; return fills recovered.
+
+        Call it before this session is recorded (``Journal.session``): the sessions already
+        in the journal are earlier runs, which may have traded.
+        """
         if self.journal is None:
             return 0
         past = journaled_fills(self.journal)
         placed = read_table(self.journal.path, "orders")
-        if not placed:
+        earlier = read_table(self.journal.path, "sessions")
+        if not placed and not earlier:
             return 0  # a fresh journal: nothing of ours can have traded yet
         engine.recover_fills(past, journal_them=False)
         known = {(f.client_order_id, f.trade_id) for f in past}
         execution.seen_trades |= known
-        # From a second before the last fill we know of (or our first order): trades with
-        # ids we have are skipped, so the overlap costs nothing and loses nothing.
-        start_ns = max(f.ts_ns for f in past) if past else int(placed[0][1])
+        # From a second before the last fill we know of, else our first order, else the
+        # first session (killed before its orders reached the journal): trades with ids we
+        # have are skipped, so the overlap costs nothing and loses nothing.
+        if past:
+            start_ns = max(f.ts_ns for f in past)
+        else:
+            start_ns = int(placed[0][1]) if placed else min(int(row[1]) for row in earlier)
         since = start_ns // 1_000_000 - 1000
         missed = await venue_fills_since(execution, since, known)
         execution.seen_trades |= {(f.client_order_id, f.trade_id) for f in missed}
@@ -225,6 +234,8 @@ class LiveSession:
                     raise MmbotError(f"{left} orders of an earlier run are still open at the "
                                      "venue after cancelling: not starting")
             await self.recover(engine, execution)
+        if self.journal is not None:
+            self.journal.session(clock.now_ns(), "dry_run" if self.dry_run else "live")
         fills = None if self.dry_run else asyncio.create_task(
             execution.watch_fills(), name=f"fills:{ccxt_symbol}")
         try:

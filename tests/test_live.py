@@ -322,6 +322,81 @@ async def test_killed_mid_run_and_restarted_on_the_same_journal_matches_the_venu
     assert engine.stats.recovered_fills == 2  # one from the journal, one from the venue
 
 
+def _restart_settings() -> Any:
+    return load_settings(None, {
+        "market": {"venue": "binance", "symbol": "BTCUSDT"},
+        "strategy": {"kind": "fixed_spread", "half_spread_ticks": 50.0,
+                     "ladder": {"order_qty": 0.001}},
+        "model": {"estimate_sigma": False},
+        "risk": {"max_inventory": 0.01},
+        "orders": {"client_id_prefix": "mmr", "requote_ticks": 1000.0},
+    }, environ={})
+
+
+async def test_orders_and_fills_reach_the_journal_on_disk_while_the_session_runs(
+    fake: FakeBinanceSpot, rest: Any, tmp_path: Path
+) -> None:
+    # What a hard kill (SIGKILL, power loss) leaves is what is on disk: it must not wait
+    # for the session to end, nor for 2,000 rows.
+    configure_logging("error", None)
+    path = tmp_path / "journal.sqlite"
+    stop = asyncio.Event()
+    session = LiveSession(_restart_settings(), rest, Journal(path), None, dry_run=False)
+    running = asyncio.create_task(session.run(
+        scripted_market(fake, stop, [(60000.0, 60000.01)] * 3), MarketRules(0.01, 0.00001),
+        SYMBOL, None))
+    try:
+        async with asyncio.timeout(TIMEOUT_S):
+            await until(lambda: len(fake.open_orders("BTCUSDT")) == 2)
+            assert [row[2] for row in read_table(path, "sessions")] == ["live"]
+            bid = next(o for o in fake.open_orders("BTCUSDT") if o.side == "BUY")
+            await fake.fill(bid.client_order_id)
+            assert session.execution is not None
+            await session.execution.poll_fills()
+            await until(lambda: len(read_table(path, "fills")) == 1)
+            assert {row[3] for row in read_table(path, "orders")} >= {bid.client_order_id}
+        assert not running.done()  # still trading: nothing was closed or flushed on the way out
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await running
+        assert session.journal is not None
+        session.journal.close()
+
+
+async def test_a_session_killed_before_its_orders_reached_the_journal_is_recovered(
+    fake: FakeBinanceSpot, rest: Any, tmp_path: Path
+) -> None:
+    configure_logging("error", None)
+    path = tmp_path / "journal.sqlite"
+    # The first session got as far as recording its start, then was killed before any of its
+    # rows reached the disk; its order had filled at the venue.
+    first = Journal(path)
+    first.session(time.time_ns() - 2_000_000_000, "live")
+    first.close()
+    await rest.create_order(SYMBOL, "limit", "buy", 0.001, 59990.0,
+                            {"postOnly": True, "clientOrderId": "mmr1"})
+    await fake.fill("mmr1")
+    fake.set_book("BTCUSDT", "60010.00", "60010.01")
+
+    second = LiveSession(_restart_settings(), rest, Journal(path), None, dry_run=False)
+    async with asyncio.timeout(TIMEOUT_S):
+        await second.run(scripted_market(fake, asyncio.Event(), [(60010.0, 60010.01)] * 3),
+                         MarketRules(0.01, 0.00001), SYMBOL, duration_s=1.0)
+    assert second.journal is not None
+    second.journal.close()
+
+    engine = second.engine
+    assert engine is not None
+    assert engine.stats.recovered_fills == 1
+    balances = fake.balances()
+    venue_btc = float(balances["BTC"].free + balances["BTC"].locked) - 1.0
+    assert venue_btc == pytest.approx(0.001)
+    assert engine.portfolio.position == pytest.approx(venue_btc, abs=1e-12)
+    assert [row[2] for row in read_table(path, "sessions")] == ["live", "live"]
+    assert len(read_table(path, "fills")) == 1  # the recovered fill, journaled
+
+
 async def test_keys_from_the_environment_never_reach_logs_journal_or_console(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
