@@ -489,7 +489,7 @@ class BinanceParser:
             self._envelope_kernel = cbook.StreamKind(
                 self._depth_prefix, self._trade_stream, _DEPTH, self._trade_kind, _SKIP, _UNKNOWN)
 
-        self.touch_levels = touch_levels
+        self._touch_levels = touch_levels
         # An in-sync diff, from raw frame to event, in one compiled call when splitting
         # (bot/_cbook.c's DepthRoute; the path through _on_split_depth_frame is its reference).
         self._route: Callable[[str, int, int, BinanceParser, int],
@@ -521,6 +521,12 @@ class BinanceParser:
     def last_update_id(self) -> int:
         """Return the ``u`` of the last applied diff (the snapshot's id right after one)."""
         return self._last_update_id
+
+    @property
+    def touch_levels(self) -> int:
+        """Return how many levels per side of a large in-sync diff are decoded at once (0: the
+        diff is not split). Fixed at construction: the compiled route holds it too."""
+        return self._touch_levels
 
     @property
     def buffered(self) -> int:
@@ -746,7 +752,7 @@ class BinanceParser:
         into compiled runs, than through the typed decoder, which converts each level's
         strings to floats. Otherwise the typed decoder.
         """
-        if self.touch_levels and self._resync is _NONE and not self._awaiting_first:
+        if self._touch_levels and self._resync is _NONE and not self._awaiting_first:
             route = self._route
             if route is not None:
                 # _on_split_depth_frame's accepting case in one call; None for anything else
@@ -780,7 +786,7 @@ class BinanceParser:
         boundary level are decoded and validated now, the deep rest when the engine asks.
         """
         stats = self.stats
-        count = self.touch_levels
+        count = self._touch_levels
         try:
             # The compact layout, read and split in place in one call (no JSON decoder).
             split = split_depth(text, count)
