@@ -1435,12 +1435,228 @@ static PyTypeObject DecideType = {
 
 /* ------------------------------------------------------------------ module */
 
+/* ------------------------------------------------------------------ AfterBook
+ *
+ * The plain case of bot.engine.Engine._after_book's last steps for a new mid: the volatility
+ * estimator's update (strategies.volatility.VolatilityEstimator.update) when no sampling
+ * boundary has passed, the portfolio's mark (bot.portfolio.Portfolio.mark) and the
+ * kill-switch's PnL check (risk.gate.RiskGate.on_pnl) when it trips nothing. Call
+ * (ts_ns, mid) -> True when it did all three, None (not mine, nothing changed) when any is
+ * not its plain case: the first mid, a boundary passed (the estimator records a change), a
+ * value of an unexpected type, the loss or drawdown limit reached (the gate trips), the
+ * gate's limits replaced. tests/test_after_book_kernel.py holds it to the Python.
+ */
+
+static const char *const AB_EST_FIELDS[] = {"_last_mid", "_next_boundary_ns"};
+enum { AE_LAST_MID, AE_BOUNDARY, AE_N };
+static const char *const AB_PF_FIELDS[] = {"mark_price", "position", "cash"};
+enum { AP_MARK, AP_POSITION, AP_CASH, AP_N };
+static const char *const AB_GATE_FIELDS[] = {"_peak_pnl", "_state", "_limits"};
+enum { AG_PEAK, AG_STATE, AG_LIMITS, AG_N };
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *estimator; /* or NULL: no estimator */
+    PyObject *portfolio;
+    PyObject *gate;
+    PyObject *halted;
+    PyObject *limits; /* the gate's limits when built: max_loss and max_drawdown are theirs */
+    double max_loss;
+    double max_drawdown;
+    Py_ssize_t est_off[AE_N];
+    Py_ssize_t pf_off[AP_N];
+    Py_ssize_t gate_off[AG_N];
+    vectorcallfunc vectorcall;
+} AfterBook;
+
+static PyObject *AfterBook_vectorcall(PyObject *, PyObject *const *, size_t, PyObject *);
+
+static PyObject *
+AfterBook_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"estimator", "portfolio", "gate", "halted", "max_loss",
+                             "max_drawdown", NULL};
+    PyObject *estimator, *portfolio, *gate, *halted;
+    double max_loss, max_drawdown;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOdd", kwlist, &estimator, &portfolio,
+                                     &gate, &halted, &max_loss, &max_drawdown))
+        return NULL;
+    AfterBook *self = (AfterBook *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->vectorcall = AfterBook_vectorcall;
+    self->max_loss = max_loss;
+    self->max_drawdown = max_drawdown;
+    if (estimator != Py_None) {
+        Py_INCREF(estimator);
+        self->estimator = estimator;
+        if (offsets_of(Py_TYPE(estimator), AB_EST_FIELDS, AE_N, self->est_off) < 0) {
+            Py_DECREF(self);
+            return NULL;
+        }
+    }
+    Py_INCREF(portfolio);
+    self->portfolio = portfolio;
+    Py_INCREF(gate);
+    self->gate = gate;
+    Py_INCREF(halted);
+    self->halted = halted;
+    if (offsets_of(Py_TYPE(portfolio), AB_PF_FIELDS, AP_N, self->pf_off) < 0
+            || offsets_of(Py_TYPE(gate), AB_GATE_FIELDS, AG_N, self->gate_off) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->limits = SLOT(gate, self->gate_off[AG_LIMITS]);
+    if (self->limits == NULL) {
+        PyErr_SetString(PyExc_ValueError, "AfterBook: the gate has no limits");
+        Py_DECREF(self);
+        return NULL;
+    }
+    Py_INCREF(self->limits);
+    return (PyObject *)self;
+}
+
+/* The engine holds the kernel and the kernel the engine's parts: no cycle through it, but
+ * it takes part in the cyclic GC like the other kernels. */
+static int
+AfterBook_traverse(AfterBook *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->estimator);
+    Py_VISIT(self->portfolio);
+    Py_VISIT(self->gate);
+    Py_VISIT(self->halted);
+    Py_VISIT(self->limits);
+    return 0;
+}
+
+static int
+AfterBook_clear(AfterBook *self)
+{
+    Py_CLEAR(self->estimator);
+    Py_CLEAR(self->portfolio);
+    Py_CLEAR(self->gate);
+    Py_CLEAR(self->halted);
+    Py_CLEAR(self->limits);
+    return 0;
+}
+
+static void
+AfterBook_dealloc(AfterBook *self)
+{
+    PyObject_GC_UnTrack(self);
+    AfterBook_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+AfterBook_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
+                     PyObject *kwnames)
+{
+    AfterBook *self = (AfterBook *)callable;
+    if (PyVectorcall_NARGS(nargsf) != 2 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError, "AfterBook takes (ts_ns, mid)");
+        return NULL;
+    }
+    PyObject *ts_obj = args[0], *mid_obj = args[1];
+    if (!PyFloat_CheckExact(mid_obj) || !PyLong_CheckExact(ts_obj))
+        Py_RETURN_NONE;
+    double mid = PyFloat_AS_DOUBLE(mid_obj);
+    /* Both the estimator and the mark take only a finite, positive mid. */
+    int usable = 0.0 < mid && mid < Py_HUGE_VAL;
+    /* VolatilityEstimator.update: only the mid is kept while no boundary has passed. */
+    if (self->estimator != NULL && usable) {
+        double last;
+        if (!float_slot(self->estimator, self->est_off[AE_LAST_MID], &last) || last != last)
+            Py_RETURN_NONE; /* the first mid sets the sampling clock */
+        PyObject *boundary = SLOT(self->estimator, self->est_off[AE_BOUNDARY]);
+        if (boundary == NULL || !PyLong_CheckExact(boundary))
+            Py_RETURN_NONE;
+        int overflow_ts, overflow_b;
+        long long ts = PyLong_AsLongLongAndOverflow(ts_obj, &overflow_ts);
+        long long next = PyLong_AsLongLongAndOverflow(boundary, &overflow_b);
+        if (overflow_ts || overflow_b || PyErr_Occurred()) {
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
+        if (ts > next)
+            Py_RETURN_NONE; /* a sample to record */
+    }
+    /* Portfolio.mark */
+    PyObject *portfolio = self->portfolio;
+    double position, cash, mark;
+    if (!float_slot(portfolio, self->pf_off[AP_POSITION], &position)
+            || !float_slot(portfolio, self->pf_off[AP_CASH], &cash))
+        Py_RETURN_NONE;
+    if (usable)
+        mark = mid;
+    else if (!float_slot(portfolio, self->pf_off[AP_MARK], &mark))
+        Py_RETURN_NONE;
+    double pnl = position == 0.0 ? cash : cash + position * mark;
+    /* RiskGate.on_pnl: the peak, and no limit reached */
+    PyObject *gate = self->gate;
+    if (SLOT(gate, self->gate_off[AG_LIMITS]) != self->limits)
+        Py_RETURN_NONE;
+    PyObject *before = SLOT(gate, self->gate_off[AG_PEAK]);
+    int finite = -Py_HUGE_VAL < pnl && pnl < Py_HUGE_VAL; /* on_pnl ignores anything else */
+    int new_peak = 0;
+    if (finite) {
+        double peak;
+        if (before == Py_None) {
+            new_peak = 1;
+            peak = pnl;
+        }
+        else if (before != NULL && PyFloat_CheckExact(before)) {
+            double old = PyFloat_AS_DOUBLE(before);
+            new_peak = pnl > old;
+            peak = new_peak ? pnl : old;
+        }
+        else {
+            Py_RETURN_NONE;
+        }
+        if (SLOT(gate, self->gate_off[AG_STATE]) != self->halted
+                && (pnl <= -self->max_loss || peak - pnl >= self->max_drawdown))
+            Py_RETURN_NONE; /* the gate trips */
+    }
+    /* Every step is its plain case: do them. */
+    if (usable) {
+        if (self->estimator != NULL)
+            set_slot(self->estimator, self->est_off[AE_LAST_MID], mid_obj);
+        set_slot(portfolio, self->pf_off[AP_MARK], mid_obj);
+    }
+    if (new_peak) {
+        /* Portfolio.mark returns the cash itself when flat, else a new float. */
+        PyObject *value = position == 0.0 ? Py_NewRef(SLOT(portfolio, self->pf_off[AP_CASH]))
+                                          : PyFloat_FromDouble(pnl);
+        if (value == NULL)
+            return NULL;
+        set_slot(gate, self->gate_off[AG_PEAK], value);
+        Py_DECREF(value);
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyTypeObject AfterBookType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "bot._cbook.AfterBook",
+    .tp_basicsize = sizeof(AfterBook),
+    .tp_dealloc = (destructor)AfterBook_dealloc,
+    .tp_vectorcall_offset = offsetof(AfterBook, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)AfterBook_traverse,
+    .tp_clear = (inquiry)AfterBook_clear,
+    .tp_doc = "AfterBook(estimator, portfolio, gate, halted, max_loss, max_drawdown): the "
+              "volatility update, mark and PnL check of a new mid; call (ts_ns, mid) -> True, "
+              "or None (not mine).",
+    .tp_new = AfterBook_new,
+};
+
 int
 decide_init(PyObject *module)
 {
     /* PyModule_AddType readies each type and adds it under the last part of its tp_name. */
     PyTypeObject *types[] = {&MakerType, &OrderDiffType, &GateCheckType, &ASQuoteType,
-                             &DecideType};
+                             &DecideType, &AfterBookType};
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
         if (PyModule_AddType(module, types[i]) < 0)
             return -1;

@@ -259,6 +259,7 @@ class Engine:
         self._decision_denials: tuple[str, ...] = ()
         self._order_epoch = 0
         self._compiled_requote = compiled_requote(strategy, gate, orders)
+        self._after_book_kernel = after_book_kernel(sigma_estimator, self.portfolio, gate)
         self.last_ts_ns = 0
         # Latency probes for the benchmark: perf_counter_ns of the first quoting decision and
         # of the first commands sent since the caller last zeroed them (None: not measuring).
@@ -509,8 +510,6 @@ class Engine:
         mid = book.mid
         if mid != mid:
             return
-        if self.sigma_estimator is not None:
-            self.sigma_estimator.update(ts, mid)
         if self.journal is not None and mid != self._journaled_mid:
             self._journaled_mid = mid
             self.journal.mid(ts, mid)
@@ -523,6 +522,14 @@ class Engine:
                     self._refit(ts)
                 else:  # the first fit waits a full refit period for data
                     self._next_refit_ns = ts + self.refit_ns
+        # The volatility update, the mark and the kill-switch's check in one call when each is
+        # its plain case (bot._cbook.AfterBook: nothing to record, nothing trips); the steps
+        # below are its reference. They touch nothing the journal and calibrator steps do.
+        kernel = self._after_book_kernel
+        if kernel is not None and kernel(ts, mid):
+            return
+        if self.sigma_estimator is not None:
+            self.sigma_estimator.update(ts, mid)
         change = self.gate.on_pnl(ts, self.portfolio.mark(mid))  # _check_pnl, inlined
         if change is not None:
             self._risk_changed(change)
@@ -1140,6 +1147,21 @@ def compiled_requote(strategy: Strategy, gate: RiskGate,
         active=RiskState.ACTIVE, reducing=RiskState.REDUCING,
         admit_plain=gate.admit_compiled, manager=orders)
     return decide
+
+
+def after_book_kernel(estimator: VolatilityEstimator | None, portfolio: Portfolio,
+                      gate: RiskGate) -> Callable[[int, float], bool | None] | None:
+    """``Engine._after_book``'s volatility update, mark and PnL check in one C call
+    (``bot._cbook.AfterBook``), or None. Exact classes only (a subclass may override what it
+    stands for), and float limits (the kernel compares in doubles)."""
+    limits = gate.limits if type(gate) is RiskGate else None
+    if (cbook is None or limits is None or type(portfolio) is not Portfolio
+            or (estimator is not None and type(estimator) is not VolatilityEstimator)
+            or type(limits.max_loss) is not float or type(limits.max_drawdown) is not float):
+        return None
+    kernel: Callable[[int, float], bool | None] = cbook.AfterBook(
+        estimator, portfolio, gate, RiskState.HALTED, limits.max_loss, limits.max_drawdown)
+    return kernel
 
 
 def widen(quotes: QuoteSet, mid: float, factor: float) -> QuoteSet:

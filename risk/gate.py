@@ -228,6 +228,11 @@ class RiskGate:
         return self._state
 
     @property
+    def limits(self) -> RiskLimits:
+        """Return the limits enforced."""
+        return self._limits
+
+    @property
     def kernel(self) -> object | None:
         """The compiled plain cases of ``check`` and ``admit`` (``bot._cbook.GateCheck``), or
         None; the engine fuses it into its compiled requote, which reads the state from the
