@@ -163,7 +163,7 @@ class LiveSession:
             return 0
         past = journaled_fills(self.journal)
         placed = read_table(self.journal.path, "orders")
-        earlier = read_table(self.journal.path, "sessions")
+        earlier = [row for row in read_table(self.journal.path, "sessions") if row[2] == "live"]
         if not placed and not earlier:
             return 0  # a fresh journal: nothing of ours can have traded yet
         engine.recover_fills(past, journal_them=False)
