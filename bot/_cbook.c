@@ -2617,23 +2617,33 @@ DepthRoute_dealloc(DepthRoute *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* Whether the frame's combined-stream name is a diff-depth stream of the symbol: on_message
- * reads the name up to the first quote after the envelope, and _stream_kind takes the prefix
- * alone or followed by "@" (any update speed). */
-static int
-route_stream_is_depth(const DepthRoute *self, const char *t, Py_ssize_t len)
+/*
+ * The stream name of a combined-stream frame as BinanceParser._envelope_kind reads it: after
+ * {"stream":" up to the first quote. Sets *name; returns its length, or -1 without an envelope
+ * or a closing quote.
+ */
+static Py_ssize_t
+envelope_stream(const char *t, Py_ssize_t len, const char **name)
 {
     const Py_ssize_t head = (Py_ssize_t)sizeof ENVELOPE_HEAD; /* with the name's quote */
     if (len < head || memcmp(t, ENVELOPE_HEAD "\"", (size_t)head) != 0)
-        return 0;
+        return -1;
     const char *end = memchr(t + head, '"', (size_t)(len - head));
     if (end == NULL)
-        return 0;
-    Py_ssize_t name_len = end - (t + head);
-    Py_ssize_t prefix_len = PyUnicode_GET_LENGTH(self->prefix);
+        return -1;
+    *name = t + head;
+    return end - *name;
+}
+
+/* Whether a stream name is the symbol's diff-depth stream (BinanceParser._stream_kind): the
+ * prefix "<symbol>@depth" alone or followed by "@" (any update speed). */
+static int
+is_depth_stream(PyObject *prefix, const char *name, Py_ssize_t name_len)
+{
+    Py_ssize_t prefix_len = PyUnicode_GET_LENGTH(prefix);
     return name_len >= prefix_len
-           && memcmp(t + head, PyUnicode_1BYTE_DATA(self->prefix), (size_t)prefix_len) == 0
-           && (name_len == prefix_len || t[head + prefix_len] == '@');
+           && memcmp(name, PyUnicode_1BYTE_DATA(prefix), (size_t)prefix_len) == 0
+           && (name_len == prefix_len || name[prefix_len] == '@');
 }
 
 /*
@@ -2655,7 +2665,9 @@ DepthRoute_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
         Py_RETURN_NONE;
     const char *t = (const char *)PyUnicode_1BYTE_DATA(text);
     Py_ssize_t len = PyUnicode_GET_LENGTH(text);
-    if (!route_stream_is_depth(self, t, len))
+    const char *name;
+    Py_ssize_t name_len = envelope_stream(t, len, &name);
+    if (name_len < 0 || !is_depth_stream(self->prefix, name, name_len))
         Py_RETURN_NONE;
     int overflow;
     long long book_id = PyLong_AsLongLongAndOverflow(args[2], &overflow);
@@ -2848,22 +2860,15 @@ StreamKind_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
         Py_RETURN_NONE;
     const char *t = (const char *)PyUnicode_1BYTE_DATA(text);
     Py_ssize_t len = PyUnicode_GET_LENGTH(text);
-    const Py_ssize_t head = (Py_ssize_t)sizeof ENVELOPE_HEAD; /* with the name's quote */
-    if (len < head || memcmp(t, ENVELOPE_HEAD "\"", (size_t)head) != 0)
+    const char *name;
+    Py_ssize_t name_len = envelope_stream(t, len, &name);
+    if (name_len < 0)
         return Py_NewRef(self->unknown);
-    const char *end = memchr(t + head, '"', (size_t)(len - head));
-    if (end == NULL)
-        return Py_NewRef(self->unknown);
-    const char *name = t + head;
-    Py_ssize_t name_len = end - name;
     Py_ssize_t trade_len = PyUnicode_GET_LENGTH(self->trade_stream);
     if (name_len == trade_len
             && memcmp(name, PyUnicode_1BYTE_DATA(self->trade_stream), (size_t)trade_len) == 0)
         return Py_NewRef(self->trade);
-    Py_ssize_t prefix_len = PyUnicode_GET_LENGTH(self->depth_prefix);
-    if (name_len >= prefix_len
-            && memcmp(name, PyUnicode_1BYTE_DATA(self->depth_prefix), (size_t)prefix_len) == 0
-            && (name_len == prefix_len || name[prefix_len] == '@'))
+    if (is_depth_stream(self->depth_prefix, name, name_len))
         return Py_NewRef(self->depth);
     return Py_NewRef(self->skip);
 }
