@@ -110,6 +110,25 @@ def run_sim_virtual(settings: Settings, duration_s: float, run: RunDir | None = 
     return engine, summary
 
 
+def check_market(settings: Settings) -> None:
+    """Raise ConfigError now for a market ``open_source`` could not open (an unknown venue,
+    a symbol the venue's parser refuses), so a bad command line writes nothing."""
+    m = settings.market
+    if m.venue == "sim":
+        return
+    if m.venue.startswith("ccxt:"):
+        import ccxt.pro
+
+        exchange_id = m.venue.removeprefix("ccxt:")
+        if exchange_id not in ccxt.pro.exchanges:
+            raise ConfigError("market.venue", f"ccxt pro has no exchange {exchange_id!r}")
+        return
+    try:
+        make_parser(m.venue, m.symbol)
+    except ValueError as exc:
+        raise ConfigError("market.symbol", str(exc)) from exc
+
+
 async def open_source(settings: Settings, duration_s: float | None, log: Any,
                       tap: Tap | None = None) -> tuple[MarketRules, AsyncIterator[MarketEvent]]:
     """Open the market data of ``settings.market``: the simulated market or a live feed.
@@ -218,6 +237,7 @@ def run_paper(settings: Settings, duration_s: float | None, json_output: bool = 
     """
     if speed != 1.0:
         raise ConfigError("--speed", "paper trading runs at wall-clock pace (speed 1)")
+    check_market(settings)
     run = make_run_dir(settings, "paper")
     configure_logging("warning" if json_output else settings.run.log_level, run.log)
     log = get_logger(venue=settings.market.venue, symbol=settings.market.symbol, mode="paper")

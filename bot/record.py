@@ -33,7 +33,10 @@ def record_command(venue: str, symbol: str, out: Path, duration_s: float | None,
         raise ConfigError("--out", "recordings are gzip JSON lines: name the file *.jsonl.gz")
     configure_logging("warning")
     log = get_logger(venue=venue, symbol=symbol, mode="record")
-    parser = make_parser(venue, symbol)
+    try:
+        parser = make_parser(venue, symbol)
+    except ValueError as exc:  # a symbol the venue's parser refuses
+        raise ConfigError("--symbol", str(exc)) from exc
     recorder = Recorder(out, {"venue": venue, "symbol": symbol, "ws_url": parser.ws_url(),
                               "streams": parser.subscribe_frames(),
                               "recorder": RECORDER_VERSION},

@@ -110,10 +110,31 @@ def test_missing_config_file_exits_2(tmp_path: Path) -> None:
     assert "nope.toml" in proc.stderr
 
 
-def test_unknown_venue_exits_2_with_a_reason() -> None:
-    proc = run_cli("paper", "--venue", "frobex", "--symbol", "BTC/USD", "--duration", "1")
+@pytest.mark.parametrize(("venue", "symbol", "field"), [
+    ("frobex", "BTC/USD", "market.venue"),
+    ("ccxt:nosuch", "BTC/USDT", "market.venue"),
+    ("binance", "???", "market.symbol"),  # the parser refuses it
+])
+def test_a_market_paper_cannot_open_exits_2_with_a_reason_and_writes_nothing(
+    tmp_path: Path, venue: str, symbol: str, field: str
+) -> None:
+    out = tmp_path / "runs"
+    proc = run_cli("paper", "--venue", venue, "--symbol", symbol, "--duration", "1",
+                   "--out", str(out))
     assert proc.returncode == 2
-    assert "market.venue" in proc.stderr
+    assert field in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()  # no run directory for a run that never started
+
+
+def test_record_with_a_symbol_the_venue_refuses_exits_2_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "rec.jsonl.gz"
+    proc = run_cli("record", "--venue", "binance", "--symbol", "???", "--out", str(out),
+                   "--duration", "1")
+    assert proc.returncode == 2
+    assert "--symbol" in proc.stderr and "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_paper_sim_prints_status_lines_and_writes_a_run_directory(tmp_path: Path) -> None:
