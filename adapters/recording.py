@@ -24,6 +24,7 @@ import contextlib
 import gzip
 import io
 import json
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,9 +136,29 @@ def iter_frames(paths: Sequence[Path]) -> Iterator[Frame]:
         PROGRESS.raw = None
 
 
+# What a gzip stream cut short (a recorder killed mid-write) or damaged raises when read.
+_CUT_SHORT = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def _lines(fh: IO[str]) -> Iterator[str | None]:
+    """The lines of an open recording; None last when the file ends cut short or damaged,
+    after every line read before that point (the caller counts it as one bad frame)."""
+    try:
+        yield from fh
+    except _CUT_SHORT:
+        yield None
+
+
+def _cut_short(path: Path) -> Frame:
+    return Frame(0, "bad", "", f"{path}: the recording ends cut short or damaged")
+
+
 def _hftbacktest_frames(path: Path) -> Iterator[Frame]:
     with _open_text(path, track=True) as fh:
-        for line in fh:
+        for line in _lines(fh):
+            if line is None:
+                yield _cut_short(path)
+                return
             ts, _, data = line.partition(" ")
             if not data:
                 continue
@@ -153,7 +174,10 @@ def _hftbacktest_frames(path: Path) -> Iterator[Frame]:
 def _mmbot_frames(path: Path) -> Iterator[Frame]:
     with _open_text(path, track=True) as fh:
         fh.readline()
-        for line in fh:
+        for line in _lines(fh):
+            if line is None:
+                yield _cut_short(path)
+                return
             try:
                 obj = json.loads(line)
                 yield Frame(int(obj["ts"]), str(obj["k"]), str(obj.get("c", "ws")),
@@ -165,7 +189,10 @@ def _mmbot_frames(path: Path) -> Iterator[Frame]:
 def _cryptofeed_frames(path: Path) -> Iterator[Frame]:
     frames: list[Frame] = []
     with _open_text(path, track=True) as fh:
-        for line in fh:
+        for line in _lines(fh):
+            if line is None:
+                frames.append(_cut_short(path))
+                break
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError:

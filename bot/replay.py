@@ -83,14 +83,24 @@ def resolve_source(paths: Sequence[Path], venue: str | None, symbol: str | None)
             if guess is not None:
                 found.add(guess)
     if venue and symbol:
-        return Source(venue, symbol, tuple(paths))
+        return _checked(Source(venue, symbol, tuple(paths)))
     if len(found) > 1 and not (venue and symbol):
         raise ConfigError("PATH", f"the recordings hold different markets: {sorted(found)}")
     if not found:
         raise ConfigError("--venue", "cannot tell the market from the recordings; give "
                                      "--venue and --symbol")
     rec_venue, rec_symbol = found.pop()
-    return Source(venue or rec_venue, symbol or rec_symbol, tuple(paths))
+    return _checked(Source(venue or rec_venue, symbol or rec_symbol, tuple(paths)))
+
+
+def _checked(source: Source) -> Source:
+    """``source``, once its venue's parser takes its symbol (ConfigError otherwise): checked
+    before a run directory is made, not at the first frame."""
+    try:
+        make_parser(source.venue, source.symbol)
+    except ValueError as exc:
+        raise ConfigError("--symbol", str(exc)) from exc
+    return source
 
 
 def _guess_hftbacktest(path: Path) -> tuple[str, str] | None:

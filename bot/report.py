@@ -29,6 +29,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from bot.errors import ConfigError
 from bot.metrics import (
     METRICS,
     NS,
@@ -112,6 +113,8 @@ def report_command(run_dir: Path) -> Path:
     is compared against automatically.
     """
     run_dir = Path(run_dir)
+    if not (run_dir / "journal.sqlite").is_file():
+        raise ConfigError("RUN_DIR", f"{run_dir} is not a run directory (no journal.sqlite)")
     bench = run_dir / "benchmark"
     return write_report(run_dir, bench if (bench / "journal.sqlite").is_file() else None)
 

@@ -140,6 +140,48 @@ def test_unreadable_recording_is_a_clear_error(tmp_path: Path) -> None:
         resolve_source([tmp_path / "missing.gz"], None, None)
 
 
+def test_a_symbol_the_venue_refuses_is_a_config_error_before_anything_runs(
+    shared_data: Path,
+) -> None:
+    path = shared_data / "hftbacktest" / "usdm" / "btcusdt_20240808.gz"
+    with pytest.raises(ConfigError, match="--symbol"):
+        resolve_source([path], "binance-usdm", "???")
+
+
+def test_a_recording_cut_short_replays_up_to_the_cut_and_counts_it(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    # A recorder killed mid-write leaves a gzip stream without its end.
+    original = shared_data / "hftbacktest" / "usdm" / "btcusdt_20240808.gz"
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(original.read_bytes()[:150_000])
+    whole = list(iter_frames([original]))
+    frames = list(iter_frames([cut]))
+    assert frames[-1].kind == "bad" and "cut short" in frames[-1].data
+    assert [f.data for f in frames[:-1]] == [f.data for f in whole[:len(frames) - 1]]
+    assert len(frames) > 1000
+
+    source = resolve_source([cut], "binance-usdm", "BTCUSDT")
+    settings = load_settings(None, {}, environ={})
+    summary = replay_summary(run_replay(source, settings, None), source, settings, None)
+    assert summary["malformed"] == 1
+    assert summary["messages"] > 1000 and summary["orders_sent"] > 0
+
+    # Our own format and cryptofeed's likewise.
+    ours = tmp_path / "ours.jsonl.gz"
+    recorder = Recorder(ours, {"venue": "binance-usdm", "symbol": "BTCUSDT", "streams": []})
+    for frame in whole[:3000]:
+        recorder.write(frame.ts_local_ns, frame.kind, frame.conn, frame.data)
+    recorder.close()
+    ours.write_bytes(ours.read_bytes()[:-2000])
+    read = list(iter_frames([ours]))
+    assert read[-1].kind == "bad" and 1000 < len(read) < 3000
+    cryptofeed = shared_data / "cryptofeed" / "BYBIT.jsonl.gz"
+    cut_cf = tmp_path / "BYBIT.jsonl.gz"
+    cut_cf.write_bytes(cryptofeed.read_bytes()[:200_000])
+    assert sum(f.kind == "bad" for f in iter_frames([cut_cf])) == 1
+
+
 def test_recorder_round_trips_frames_and_rotates(tmp_path: Path) -> None:
     out = tmp_path / "rec.jsonl.gz"
     recorder = Recorder(out, {"venue": "binance", "symbol": "BTCUSDT", "streams": []},

@@ -165,3 +165,13 @@ def test_downsample_keeps_every_part_of_the_series_and_its_extremes() -> None:
     assert np.all(np.diff(xs) >= 0)
     (a,) = stride(x, max_points=1_000)
     assert len(a) <= 1_000 and a[0] == 0.0 and a[-1] > 99_800
+
+
+def test_report_of_a_folder_that_is_no_run_directory_is_a_config_error(tmp_path: Path) -> None:
+    from bot.errors import ConfigError
+    from bot.report import report_command
+
+    with pytest.raises(ConfigError, match="RUN_DIR"):
+        report_command(tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match="no journal"):
+        report_command(tmp_path)
