@@ -2815,33 +2815,16 @@ StreamKind_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     return (PyObject *)self;
 }
 
-static int
-StreamKind_traverse(StreamKind *self, visitproc visit, void *arg)
-{
-    Py_VISIT(self->depth);
-    Py_VISIT(self->trade);
-    Py_VISIT(self->skip);
-    Py_VISIT(self->unknown);
-    return 0;
-}
-
-static int
-StreamKind_clear(StreamKind *self)
-{
-    Py_CLEAR(self->depth_prefix);
-    Py_CLEAR(self->trade_stream);
-    Py_CLEAR(self->depth);
-    Py_CLEAR(self->trade);
-    Py_CLEAR(self->skip);
-    Py_CLEAR(self->unknown);
-    return 0;
-}
-
+/* It holds two names and four kinds: it can be part of no reference cycle, so no GC. */
 static void
 StreamKind_dealloc(StreamKind *self)
 {
-    PyObject_GC_UnTrack(self);
-    StreamKind_clear(self);
+    Py_XDECREF(self->depth_prefix);
+    Py_XDECREF(self->trade_stream);
+    Py_XDECREF(self->depth);
+    Py_XDECREF(self->trade);
+    Py_XDECREF(self->skip);
+    Py_XDECREF(self->unknown);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -2880,9 +2863,7 @@ static PyTypeObject StreamKindType = {
     .tp_dealloc = (destructor)StreamKind_dealloc,
     .tp_vectorcall_offset = offsetof(StreamKind, vectorcall),
     .tp_call = PyVectorcall_Call,
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_HAVE_GC,
-    .tp_traverse = (traverseproc)StreamKind_traverse,
-    .tp_clear = (inquiry)StreamKind_clear,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_methods = Shared_methods,
     .tp_doc = "StreamKind(depth_prefix, trade_stream, depth, trade, skip, unknown): what a "
               "Binance combined-stream frame carries; call (text) -> a kind, or None.",

@@ -260,11 +260,9 @@ async def test_kill_switch_cancels_everything_at_the_venue_and_sends_nothing_aft
             assert secret.encode() not in content
 
 
-async def test_killed_mid_run_and_restarted_on_the_same_journal_matches_the_venue_ledger(
-    fake: FakeBinanceSpot, rest: Any, tmp_path: Path
-) -> None:
-    configure_logging("error", None)
-    settings = load_settings(None, {
+def _restart_settings() -> Any:
+    """A fixed-spread market with client ids 'mmr...', for the restart tests."""
+    return load_settings(None, {
         "market": {"venue": "binance", "symbol": "BTCUSDT"},
         "strategy": {"kind": "fixed_spread", "half_spread_ticks": 50.0,
                      "ladder": {"order_qty": 0.001}},
@@ -272,6 +270,13 @@ async def test_killed_mid_run_and_restarted_on_the_same_journal_matches_the_venu
         "risk": {"max_inventory": 0.01},
         "orders": {"client_id_prefix": "mmr", "requote_ticks": 1000.0},
     }, environ={})
+
+
+async def test_killed_mid_run_and_restarted_on_the_same_journal_matches_the_venue_ledger(
+    fake: FakeBinanceSpot, rest: Any, tmp_path: Path
+) -> None:
+    configure_logging("error", None)
+    settings = _restart_settings()
     path = tmp_path / "journal.sqlite"
     stop = asyncio.Event()
     rules = MarketRules(0.01, 0.00001)
@@ -320,17 +325,6 @@ async def test_killed_mid_run_and_restarted_on_the_same_journal_matches_the_venu
     journal_fills = read_table(path, "fills")
     assert len(journal_fills) == len(fake.trades("BTCUSDT")) == 2
     assert engine.stats.recovered_fills == 2  # one from the journal, one from the venue
-
-
-def _restart_settings() -> Any:
-    return load_settings(None, {
-        "market": {"venue": "binance", "symbol": "BTCUSDT"},
-        "strategy": {"kind": "fixed_spread", "half_spread_ticks": 50.0,
-                     "ladder": {"order_qty": 0.001}},
-        "model": {"estimate_sigma": False},
-        "risk": {"max_inventory": 0.01},
-        "orders": {"client_id_prefix": "mmr", "requote_ticks": 1000.0},
-    }, environ={})
 
 
 async def test_orders_and_fills_reach_the_journal_on_disk_while_the_session_runs(
