@@ -58,14 +58,16 @@ def resolve_source(paths: Sequence[Path], venue: str | None, symbol: str | None)
     """Work out venue and symbol from the recordings (command-line values win).
 
     Raises:
-        ConfigError: the recordings disagree, or name no market and none was given.
+        ConfigError: the recordings disagree, are out of time order, or name no market and
+            none was given.
         DataError: a file is unreadable or in no format we read.
     """
     if not paths:
         raise ConfigError("PATH", "give at least one recording")
     for path in paths:
         if not path.is_file():
-            raise ConfigError("PATH", f"no such file: {path}")
+            what = "not a file" if path.exists() else "no such file"
+            raise ConfigError("PATH", f"{what}: {path}")
     found: set[tuple[str, str]] = set()
     for path in paths:
         info = read_info(path)
@@ -82,6 +84,8 @@ def resolve_source(paths: Sequence[Path], venue: str | None, symbol: str | None)
             guess = _guess_hftbacktest(path)
             if guess is not None:
                 found.add(guess)
+    if len(paths) > 1:
+        _check_order(paths)
     if venue and symbol:
         return _checked(Source(venue, symbol, tuple(paths)))
     if len(found) > 1 and not (venue and symbol):
@@ -101,6 +105,31 @@ def _checked(source: Source) -> Source:
     except ValueError as exc:
         raise ConfigError("--symbol", str(exc)) from exc
     return source
+
+
+def _first_ts(path: Path) -> int | None:
+    """The receive time of the first timed frame of ``path`` (None if it has none early on)."""
+    for n, frame in enumerate(iter_frames([path])):
+        if frame.ts_local_ns > 0:
+            return frame.ts_local_ns
+        if n > 1000:
+            break
+    return None
+
+
+def _check_order(paths: Sequence[Path]) -> None:
+    """Recordings are replayed one after another as given: each must start after the one
+    before it started (ConfigError otherwise). Replayed the wrong way round, a later file's
+    diffs would meet an older snapshot, and ``part10`` sorts before ``part2`` in a glob."""
+    previous: tuple[Path, int] | None = None
+    for path in paths:
+        ts = _first_ts(path)
+        if ts is None:
+            continue
+        if previous is not None and ts <= previous[1]:
+            raise ConfigError("PATH", f"the recordings are out of order: {path} does not start "
+                                      f"after {previous[0]}; give them oldest first")
+        previous = (path, ts)
 
 
 def _guess_hftbacktest(path: Path) -> tuple[str, str] | None:

@@ -140,6 +140,43 @@ def test_unreadable_recording_is_a_clear_error(tmp_path: Path) -> None:
         resolve_source([tmp_path / "missing.gz"], None, None)
 
 
+def test_recordings_given_out_of_time_order_are_refused(shared_data: Path,
+                                                        tmp_path: Path) -> None:
+    spot = shared_data / "hftbacktest" / "spot"
+    first, second = spot / "btcusdt_20240808.gz", spot / "btcusdt_20240809.gz"
+    assert resolve_source([first, second], None, None).paths == (first, second)
+    with pytest.raises(ConfigError, match=r"out of order: .*btcusdt_20240808.gz does not start "
+                                          r"after .*btcusdt_20240809.gz"):
+        resolve_source([second, first], None, None)
+    with pytest.raises(ConfigError, match="out of order"):
+        resolve_source([first, first], "binance", "BTCUSDT")
+    # Rotated parts: part10 sorts before part2 in a shell glob.
+    recorder = Recorder(tmp_path / "rec.jsonl.gz", {"venue": "binance", "symbol": "BTCUSDT",
+                                                    "streams": []},
+                        rotate_bytes=200, rotate_s=3600)
+    for i in range(40):
+        recorder.write(1_000 + i, "ws", "ws.1", json.dumps({"i": i, "pad": "x" * 50}))
+    recorder.close()
+    assert len(recorder.parts) >= 10
+    assert resolve_source(recorder.parts, None, None).paths == tuple(recorder.parts)
+    with pytest.raises(ConfigError, match=r"rec\.part2\.jsonl\.gz does not start after "
+                                          r".*rec\.part1[0-9]\.jsonl\.gz"):
+        resolve_source(sorted(recorder.parts, key=str), None, None)
+    # The CLI says so and writes nothing.
+    out = tmp_path / "runs"
+    done = subprocess.run([sys.executable, "-m", "bot.cli", "replay", str(second), str(first),
+                           "--json", "--out", str(out)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "out of order" in done.stderr and "Traceback" not in done.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_directory_is_not_a_recording(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not a file"):
+        resolve_source([tmp_path], None, None)
+
+
 def test_a_symbol_the_venue_refuses_is_a_config_error_before_anything_runs(
     shared_data: Path,
 ) -> None:
