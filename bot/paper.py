@@ -238,6 +238,10 @@ def run_paper(settings: Settings, duration_s: float | None, json_output: bool = 
     if speed != 1.0:
         raise ConfigError("--speed", "paper trading runs at wall-clock pace (speed 1)")
     check_market(settings)
+    if warmup:
+        from bot.replay import resolve_source
+
+        resolve_source(warmup, None, None)  # a bad --warmup fails before anything is written
     run = make_run_dir(settings, "paper")
     configure_logging("warning" if json_output else settings.run.log_level, run.log)
     log = get_logger(venue=settings.market.venue, symbol=settings.market.symbol, mode="paper")

@@ -464,6 +464,8 @@ def replay_command(paths: Sequence[Path], config: Path | None, overrides: dict[s
     source = resolve_source(paths, venue, symbol)
     market = {**overrides.pop("market", {}), "venue": source.venue, "symbol": source.symbol}
     settings = load_settings(config, {**overrides, "market": market})
+    if warmup:
+        resolve_source(warmup, None, None)  # a bad --warmup fails before anything is written
     run = make_run_dir(settings, "replay")
     configure_logging("warning" if json_output else settings.run.log_level, run.log)
     show = sys.stderr.isatty() and not (json_output and not sys.stdout.isatty())

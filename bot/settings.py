@@ -36,7 +36,10 @@ NON_SETTING_ENV = frozenset({
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="strings")
+    # Numbers must be finite (TOML can spell inf and nan): an infinite tick or start price
+    # has no meaning, and nan passes no check. Risk limits alone may be inf (no limit).
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="strings",
+                              allow_inf_nan=False)
 
 
 class MarketSettings(_Section):
@@ -134,9 +137,11 @@ class HealthSettings(_Section):
 class RiskSettings(_Section):
     """Limits of the pre-trade gate. ``inf`` (or a missing value) disables a limit."""
 
+    model_config = ConfigDict(allow_inf_nan=True)  # nan still fails every limit's check
+
     max_inventory: float = Field(10.0, gt=0, allow_inf_nan=False)
-    min_half_spread_ticks: float = Field(0.0, ge=0)
-    min_half_spread_bps: float = Field(0.0, ge=0)
+    min_half_spread_ticks: float = Field(0.0, ge=0, allow_inf_nan=False)
+    min_half_spread_bps: float = Field(0.0, ge=0, allow_inf_nan=False)
     enforce_touch: bool = True
     max_drawdown: float = Field(math.inf, gt=0)
     max_loss: float = Field(math.inf, gt=0)

@@ -137,6 +137,42 @@ def test_record_with_a_symbol_the_venue_refuses_exits_2_and_writes_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("verb", ["paper", "replay"])
+def test_a_bad_warmup_recording_fails_before_anything_is_written(
+    tmp_path: Path, verb: str
+) -> None:
+    out = tmp_path / "runs"
+    garbage = tmp_path / "garbage.gz"
+    garbage.write_bytes(b"not gzip")
+    market = ["--venue", "sim", "--duration", "1"] if verb == "paper" else [
+        str(ROOT.parent / "shared" / "data" / "hftbacktest" / "usdm" / "btcusdt_20240808.gz")]
+    for warmup, code, says in ((tmp_path / "missing.gz", 2, "no such file"),
+                               (garbage, 1, "cannot read")):
+        proc = run_cli(verb, *market, "--warmup", str(warmup), "--json", "--out", str(out))
+        assert proc.returncode == code, proc.stderr
+        assert says in proc.stderr and "Traceback" not in proc.stderr
+        assert not out.exists()
+
+
+@pytest.mark.parametrize(("section", "key", "value"), [
+    ("sim_market", "s0", "inf"),  # crashed the simulated market with an OverflowError
+    ("sim_market", "sigma", "nan"),
+    ("strategy", "gamma", "inf"),
+    ("sim_venue", "maker_fee_bps", "nan"),  # unconstrained: nan passed
+])
+def test_paper_refuses_a_number_that_is_not_finite(
+    tmp_path: Path, section: str, key: str, value: str
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f"[{section}]\n{key} = {value}\n")
+    out = tmp_path / "runs"
+    proc = run_cli("paper", "--venue", "sim", "--config", str(config), "--duration", "1",
+                   "--json", "--out", str(out))
+    assert proc.returncode == 2, proc.stderr
+    assert f"{section}.{key}" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
 def test_paper_sim_prints_status_lines_and_writes_a_run_directory(tmp_path: Path) -> None:
     proc = run_cli("paper", "--venue", "sim", "--config", "config/paper-sim.toml",
                    "--duration", "4", "--out", str(tmp_path))

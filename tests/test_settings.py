@@ -21,6 +21,22 @@ def test_defaults_load_without_a_file() -> None:
     assert math.isinf(settings.risk.max_loss)
 
 
+def test_numbers_must_be_finite_but_risk_limits_may_be_inf(tmp_path: Path) -> None:
+    for text, field in (("[market]\ntick_size = inf\n", "market.tick_size"),
+                        ("[model]\nsigma = nan\n", "model.sigma"),
+                        ("[strategy]\ndrift = nan\n", "strategy.drift"),
+                        ("[model]\na_bounds = [0.1, inf]\n", "model.a_bounds.1"),
+                        ("[risk]\nmax_inventory = inf\n", "risk.max_inventory"),
+                        ("[risk]\nmin_half_spread_ticks = inf\n", "risk.min_half_spread_ticks"),
+                        ("[risk]\nmax_loss = nan\n", "risk.max_loss")):
+        with pytest.raises(ConfigError) as err:
+            load_settings(write(tmp_path, text), environ={})
+        assert err.value.field == field, text
+    settings = load_settings(write(tmp_path, "[risk]\nmax_loss = inf\nmax_drawdown = inf\n"
+                                             "max_orders_per_s = inf\n"), environ={})
+    assert math.isinf(settings.risk.max_loss) and math.isinf(settings.risk.max_orders_per_s)
+
+
 def test_unknown_key_in_a_section_is_an_error_naming_the_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(write(tmp_path, "[risk]\nmax_inventry = 3\n"), environ={})
