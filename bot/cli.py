@@ -37,6 +37,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _positive_or_inf(text: str) -> float:
+    value = float(text)
+    if not value > 0:  # nan too
+        raise argparse.ArgumentTypeError(f"must be a positive number or inf, got {text}")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     value = float(text)
     if not (value >= 0 and math.isfinite(value)):
@@ -152,9 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--max-depth-ticks", type=_positive_float, default=50.0)
     cal.add_argument("--horizon", type=_positive_float, default=1.0,
                      help="time-to-fill censoring horizon, seconds")
-    cal.add_argument("--start", type=float, default=0.0,
+    cal.add_argument("--start", type=_non_negative_float, default=0.0,
                      help="estimate from this many seconds after the first event")
-    cal.add_argument("--end", type=float, default=math.inf,
+    cal.add_argument("--end", type=_positive_or_inf, default=math.inf,
                      help="estimate until this many seconds after the first event")
     cal.add_argument("--plot", type=Path, default=None, help="write the fit plot (PNG)")
     cal.add_argument("--json", action="store_true", help="print one JSON object")
@@ -257,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verb == "calibrate":
             from bot.calibrate import CalibrationSetup, calibrate, plot_fits
 
+            if args.end <= args.start:
+                parser.error(f"calibrate: --end ({args.end:g}) must be after --start "
+                             f"({args.start:g})")
             setup = CalibrationSetup(method=args.method, depth_points=args.depth_points,
                                      max_depth_ticks=args.max_depth_ticks,
                                      horizon_s=args.horizon)

@@ -177,3 +177,20 @@ def test_empty_recording_is_a_clear_error(tmp_path: Path) -> None:
     proc = cli(str(empty), "--json")
     assert proc.returncode != 0
     assert "mmbot:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("window", "says"), [
+    (("--start", "100", "--end", "50"), "must be after --start"),
+    (("--start", "5", "--end", "5"), "must be after --start"),
+    (("--start", "nan"), "--start: must be a non-negative number"),
+    (("--start", "-1"), "--start: must be a non-negative number"),
+    (("--end", "nan"), "--end: must be a positive number or inf"),
+])
+def test_a_window_that_selects_nothing_is_bad_usage(tmp_path: Path, window: tuple[str, ...],
+                                                    says: str) -> None:
+    # Before, these ran and answered "not enough data" with exit 0.
+    path = tmp_path / "missing-is-never-read.jsonl.gz"
+    proc = cli(str(path), *window, "--json")
+    assert proc.returncode == 2, proc.stderr
+    assert says in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
