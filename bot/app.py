@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -301,9 +302,15 @@ class RunDir:
         return self.path / "summary.json"
 
     def write_json(self, name: str, obj: dict[str, Any]) -> Path:
-        """Write ``obj`` as pretty JSON into the run directory."""
+        """Write ``obj`` as pretty JSON into the run directory.
+
+        Written whole or not at all (a temporary file renamed over the target): a process
+        killed while writing leaves the previous file, never half of one.
+        """
         target = self.path / name
-        target.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
+        partial = target.with_name(f".{name}.partial")
+        partial.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
+        os.replace(partial, target)
         return target
 
 

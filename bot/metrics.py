@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from bot.errors import DataError
 from bot.events import Liquidity, OrderFilled, Side
 from bot.portfolio import Portfolio
 
@@ -225,6 +226,7 @@ def load_run(run_dir: Path) -> RunData:
 
     Raises:
         FileNotFoundError: there is no ``journal.sqlite`` in ``run_dir``.
+        DataError: the journal is not a readable SQLite database, or a snapshot is not JSON.
     """
     run_dir = Path(run_dir)
     journal = run_dir / "journal.sqlite"
@@ -232,13 +234,18 @@ def load_run(run_dir: Path) -> RunData:
         raise FileNotFoundError(f"no journal.sqlite in {run_dir}")
     config = _read_json(run_dir / "config.json")
     summary = _read_json(run_dir / "summary.json")
-    with closing(sqlite3.connect(f"{journal.resolve().as_uri()}?mode=ro", uri=True)) as db:
-        m = _select(db, "marks", _MARK_COLUMNS)
-        f = _select(db, "fills", _FILL_COLUMNS)
-        o = _select(db, "orders", ("ts_ns", "kind", "side", "price", "qty", "client_order_id"))
-        e = _select(db, "order_events", ("ts_ns", "kind", "client_order_id"))
-        r = _select(db, "risk_events", ("ts_ns", "kind", "state", "reason"))
-        mc = _select(db, "mids", ("seq", "ts_ns", "mid"))
+    try:
+        with closing(sqlite3.connect(f"{journal.resolve().as_uri()}?mode=ro",
+                                     uri=True)) as db:
+            m = _select(db, "marks", _MARK_COLUMNS)
+            f = _select(db, "fills", _FILL_COLUMNS)
+            o = _select(db, "orders", ("ts_ns", "kind", "side", "price", "qty",
+                                       "client_order_id"))
+            e = _select(db, "order_events", ("ts_ns", "kind", "client_order_id"))
+            r = _select(db, "risk_events", ("ts_ns", "kind", "state", "reason"))
+            mc = _select(db, "mids", ("seq", "ts_ns", "mid"))
+    except sqlite3.DatabaseError as exc:
+        raise DataError(f"{journal}: cannot read the journal: {exc}") from exc
     f, duplicates = _dedupe_fills(f)
     marks = Marks(
         seq=_ints(m["seq"]), ts_ns=_ints(m["ts_ns"]), mid=_floats(m["mid"]),
@@ -274,7 +281,10 @@ def load_run(run_dir: Path) -> RunData:
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise DataError(f"{path}: not a JSON snapshot: {exc}") from exc
     return data if isinstance(data, dict) else {}
 
 

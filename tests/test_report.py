@@ -175,3 +175,45 @@ def test_report_of_a_folder_that_is_no_run_directory_is_a_config_error(tmp_path:
         report_command(tmp_path / "nowhere")
     with pytest.raises(ConfigError, match="no journal"):
         report_command(tmp_path)
+
+
+def test_a_damaged_run_directory_is_a_data_error_naming_the_file(tmp_path: Path) -> None:
+    from bot.errors import DataError
+    from bot.journal import Journal
+
+    run = tiny_run(tmp_path / "run")
+    journal = run.path / "journal.sqlite"
+    whole = journal.read_bytes()
+    journal.write_bytes(whole[:3000])  # a journal cut short
+    with pytest.raises(DataError, match=r"journal.sqlite: cannot read the journal"):
+        report_command(run.path)
+    journal.write_bytes(b"not a database at all, but long enough to be read as a header" * 4)
+    with pytest.raises(DataError, match=r"journal.sqlite: cannot read the journal"):
+        report_command(run.path)
+    # Reopened to continue it (a restart), it is refused and left as it was.
+    with pytest.raises(DataError, match=r"journal.sqlite: cannot open the journal"):
+        Journal(journal)
+    assert journal.read_bytes().startswith(b"not a database")
+    journal.write_bytes(whole)
+    (run.path / "summary.json").write_text('{"strategy": ')
+    with pytest.raises(DataError, match=r"summary.json: not a JSON snapshot"):
+        report_command(run.path)
+
+
+def test_run_directory_json_is_written_whole_or_not_at_all(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    run = RunDir(tmp_path)
+    run.write_json("summary.json", {"pnl": 1.0})
+    assert json.loads((tmp_path / "summary.json").read_text()) == {"pnl": 1.0}
+
+    def torn(self: Path, text: str) -> int:  # the process dies mid-write
+        with open(self, "w") as fh:
+            fh.write(text[:5])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", torn)
+    with pytest.raises(KeyboardInterrupt):
+        run.write_json("summary.json", {"pnl": 2.0, "fills": 3})
+    monkeypatch.undo()
+    assert json.loads((tmp_path / "summary.json").read_text()) == {"pnl": 1.0}
