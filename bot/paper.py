@@ -138,7 +138,8 @@ async def open_source(settings: Settings, duration_s: float | None, log: Any,
 
     Raises:
         ConfigError: unknown venue or symbol.
-        DataError: a native feed sent no book snapshot within ``SNAPSHOT_WAIT_S``.
+        DataError: a native feed sent no book snapshot within ``SNAPSHOT_WAIT_S`` (or
+            ``duration_s``, when shorter: the run would be over by then).
     """
     m = settings.market
     if m.venue == "sim":
@@ -165,11 +166,12 @@ async def open_source(settings: Settings, duration_s: float | None, log: Any,
                 return event
         raise DataError(f"{m.venue} feed ended before its first book snapshot")
 
+    wait_s = SNAPSHOT_WAIT_S if duration_s is None else min(SNAPSHOT_WAIT_S, duration_s)
     try:
-        snap = await asyncio.wait_for(until_snapshot(), SNAPSHOT_WAIT_S)
+        snap = await asyncio.wait_for(until_snapshot(), wait_s)
     except TimeoutError as exc:
         raise DataError(f"no book snapshot from {m.venue} {m.symbol} within "
-                        f"{SNAPSHOT_WAIT_S:.0f} s") from exc
+                        f"{wait_s:g} s") from exc
     inferred = infer_rules(snap)
     log.info("market_rules_inferred", tick_size=inferred.tick_size, lot_size=inferred.lot_size)
 
@@ -212,7 +214,12 @@ class PaperSession:
         """Trade until ``duration_s`` elapses, the feed ends, or the task is cancelled."""
         settings, log = self.settings, self.log
         clock = WallClock()
+        opening = time.monotonic()
         rules, source = await open_source(settings, duration_s, log)
+        if duration_s is not None:
+            # --duration counts from the start: waiting for the feed's first snapshot is part
+            # of it (without a network, a 3 s run used to wait a minute for it).
+            duration_s = max(0.0, duration_s - (time.monotonic() - opening))
         engine = build_engine(settings, rules, clock, self.journal, log,
                               on_status=self.on_status, run_tag=self.run_tag)
         _attach_sim_venue(engine, settings, clock)

@@ -102,3 +102,32 @@ async def test_recording_a_live_feed_replays_to_the_same_book(
     assert live_book.valid and result.engine.book.valid
     assert result.engine.book.depth(Side.BUY, 50) == live_book.depth(Side.BUY, 50)
     assert result.engine.book.depth(Side.SELL, 50) == live_book.depth(Side.SELL, 50)
+
+
+async def test_paper_without_market_data_stops_at_its_duration_with_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.errors import DataError
+
+    # Nothing listens on the port: every connection is refused, and the feed retries.
+    settings = load_settings(None, {"market": {"venue": "binance-usdm", "symbol": "BTCUSDT"}},
+                             environ={})
+
+    def parser(venue_name: str, symbol: str, touch_first: bool = False,
+               **_: Any) -> BinanceParser:
+        return BinanceParser(symbol, "usdm", depth_speed_ms=0, ws_base="ws://127.0.0.1:9",
+                             rest_base="http://127.0.0.1:9", touch_levels=TOUCH_LEVELS)
+
+    monkeypatch.setattr(bot.paper, "make_parser", parser)
+    journal = Journal(tmp_path / "journal.sqlite")
+    session = PaperSession(settings, journal, get_logger())
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    # It used to wait the whole SNAPSHOT_WAIT_S (60 s) for a first snapshot.
+    async with asyncio.timeout(20):
+        with pytest.raises(DataError, match=r"no book snapshot from binance-usdm BTCUSDT "
+                                            r"within 1\.5 s"):
+            await session.run(duration_s=1.5)
+    journal.close()
+    assert loop.time() - started < 10
+    assert session.engine is None
