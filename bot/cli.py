@@ -319,18 +319,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.json:
                 _print_json(summary)
             return EXIT_OK
-    except ConfigError as exc:
+    except (MmbotError, KeyboardInterrupt) as exc:
+        return _exit_for(exc)
+    except BaseExceptionGroup as group:
+        # An error inside a task group (the engine's feed, a live market's task) arrives
+        # wrapped: said like any other, unless it is a bug (then the traceback is wanted).
+        leaves = _leaves(group)
+        if not all(isinstance(leaf, MmbotError | KeyboardInterrupt) for leaf in leaves):
+            raise
+        return max(_exit_for(leaf) for leaf in leaves)
+    parser.error(f"unknown verb {args.verb}")
+
+
+def _exit_for(exc: BaseException) -> int:
+    """Say what stopped the command on stderr; return its exit code."""
+    if isinstance(exc, ConfigError):
         sys.stderr.write(f"mmbot: config error: {exc}\n")
         return EXIT_USAGE
-    except SafetyError as exc:
+    if isinstance(exc, SafetyError):
         sys.stderr.write(f"mmbot: refused: {exc}\n")
         return EXIT_USAGE
-    except MmbotError as exc:
+    if isinstance(exc, MmbotError):
         sys.stderr.write(f"mmbot: error: {exc}\n")
-        return EXIT_RUNTIME
-    except KeyboardInterrupt:
-        return EXIT_RUNTIME
-    parser.error(f"unknown verb {args.verb}")
+    return EXIT_RUNTIME
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """Every exception of ``group``, nested groups opened."""
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from bot.app import (
 )
 from bot.clock import WallClock
 from bot.engine import Engine, Status
-from bot.errors import ConfigError, MmbotError, SafetyError
+from bot.errors import ConfigError, MmbotError, SafetyError, VenueError
 from bot.events import Liquidity, OrderEvent, OrderFilled, Side
 from bot.journal import Journal, read_table
 from bot.logs import close_logging, configure_logging, get_logger
@@ -112,6 +112,15 @@ def make_exchange(settings: Settings, exchange_id: str) -> Any:
         config["apiKey"] = settings.api_key.get_secret_value()
         config["secret"] = settings.api_secret.get_secret_value()
     return cls(config)
+
+
+def scrubbed(text: str, settings: Settings) -> str:
+    """``text`` with the API key and secret blanked out: a venue's error may echo a request."""
+    for secret in (settings.api_key, settings.api_secret):
+        value = secret.get_secret_value() if secret is not None else ""
+        if value:
+            text = text.replace(value, "***")
+    return text
 
 
 async def unified_symbol(exchange: Any, native: str) -> tuple[str, MarketRules]:
@@ -403,13 +412,23 @@ def run_live(settings_list: list[Settings], *, confirm_live: bool, dry_run: bool
     start_ns = time.time_ns()
 
     async def trade(session: LiveSession) -> None:
+        import ccxt
+
         from bot.paper import open_source
 
         settings = session.settings
-        symbol, rules = await unified_symbol(exchange, settings.market.symbol)
-        sys.stderr.write(limits_summary(settings, rules, dry_run))
-        _, source = await open_source(settings, duration_s, session.log)
-        await session.run(source, rules, symbol, duration_s)
+        try:
+            symbol, rules = await unified_symbol(exchange, settings.market.symbol)
+            sys.stderr.write(limits_summary(settings, rules, dry_run))
+            _, source = await open_source(settings, duration_s, session.log)
+            # Stopping for any reason, the session cancels and reconciles its orders first.
+            await session.run(source, rules, symbol, duration_s)
+        except ccxt.AuthenticationError as exc:
+            raise VenueError(f"{exchange.id} refused the API keys: "
+                             f"{scrubbed(str(exc), settings)}") from None
+        except ccxt.BaseError as exc:
+            raise VenueError(f"{exchange.id}: {type(exc).__name__}: "
+                             f"{scrubbed(str(exc), settings)}") from None
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

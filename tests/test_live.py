@@ -17,6 +17,7 @@ from fakes.exchange import FakeBinanceSpot, FaultKind
 
 from adapters.ccxt_exec import CcxtExecution
 from bot.app import MarketRules
+from bot.errors import ConfigError, VenueError
 from bot.events import (
     BookSnapshot,
     CancelOrder,
@@ -596,3 +597,93 @@ async def test_a_moving_market_amends_quotes_by_cancel_and_replace_at_the_venue(
     assert prices_sent == [59999.5, 60000.51, 60004.5, 60005.51]  # both sides moved once
     assert len(fake.requests_to("DELETE", "/api/v3/order")) >= 2
     assert fake.open_orders("BTCUSDT") == []
+
+
+class _Unreachable:
+    """A ccxt exchange whose first request fails (no network, or keys it refuses)."""
+
+    id = "binance"
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.closed = False
+
+    async def load_markets(self) -> dict[str, Any]:
+        raise self.error
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize(("error", "says"), [
+    (ccxt.ExchangeNotAvailable("binance GET https://api.binance.com/api/v3/exchangeInfo"),
+     "binance: ExchangeNotAvailable: binance GET https://api.binance.com"),
+    (ccxt.AuthenticationError('binance {"code":-2015,"msg":"Invalid API-key"} '
+                              "key=k3y-from-env-7f2a secret=s3cret-from-env-91bc"),
+     "binance refused the API keys: binance {\"code\":-2015"),
+])
+def test_live_start_that_cannot_reach_the_venue_is_a_clear_error_without_the_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    error: Exception, says: str,
+) -> None:
+    import bot.live
+    from bot.cli import main
+
+    key, secret = "k3y-from-env-7f2a", "s3cret-from-env-91bc"
+    monkeypatch.setenv("MMBOT_API_KEY", key)
+    monkeypatch.setenv("MMBOT_API_SECRET", secret)
+    exchange = _Unreachable(error)
+    monkeypatch.setattr(bot.live, "make_exchange", lambda settings, exchange_id: exchange)
+    config = tmp_path / "live.toml"
+    config.write_text('[market]\nvenue = "binance"\nsymbol = "BTCUSDT"\n')
+
+    # It used to end in an ExceptionGroup traceback (the error came out of a task group).
+    code = main(["live", "--config", str(config), "--confirm-live", "--duration", "1",
+                 "--out", str(tmp_path / "runs")])
+
+    out = capsys.readouterr()
+    assert code == 1
+    assert says in out.err and "Traceback" not in out.err
+    assert key not in out.out + out.err and secret not in out.out + out.err
+    assert exchange.closed
+
+
+@pytest.mark.parametrize(("errors", "code"), [
+    ([VenueError("a venue failed")], 1),
+    ([ConfigError("market.symbol", "no such market")], 2),
+    ([VenueError("one failed"), ExceptionGroup("inner", [ConfigError("x", "bad")])], 2),
+])
+def test_errors_out_of_a_task_group_are_said_like_any_other(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    errors: list[Exception], code: int, tmp_path: Path,
+) -> None:
+    import bot.live
+    from bot.cli import main
+
+    def fail(*_: Any, **__: Any) -> None:
+        raise ExceptionGroup("unhandled errors in a TaskGroup", errors)
+
+    monkeypatch.setattr(bot.live, "run_live", fail)
+    config = tmp_path / "live.toml"
+    config.write_text('[market]\nvenue = "binance"\nsymbol = "BTCUSDT"\n')
+    assert main(["live", "--config", str(config), "--dry-run"]) == code
+    err = capsys.readouterr().err
+    for error in errors:
+        for leaf in (error.exceptions if isinstance(error, ExceptionGroup) else [error]):
+            assert str(leaf) in err
+
+
+def test_a_bug_out_of_a_task_group_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    import bot.live
+    from bot.cli import main
+
+    def fail(*_: Any, **__: Any) -> None:
+        raise ExceptionGroup("unhandled errors in a TaskGroup",
+                             [VenueError("fine"), ZeroDivisionError("a bug")])
+
+    monkeypatch.setattr(bot.live, "run_live", fail)
+    config = tmp_path / "live.toml"
+    config.write_text('[market]\nvenue = "binance"\nsymbol = "BTCUSDT"\n')
+    with pytest.raises(ExceptionGroup):
+        main(["live", "--config", str(config), "--dry-run"])
