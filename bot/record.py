@@ -17,7 +17,7 @@ from typing import Any
 from adapters.recording import Recorder
 from adapters.venues import make_parser
 from adapters.ws import WebSocketFeed
-from bot.errors import ConfigError
+from bot.errors import ConfigError, VenueError
 from bot.logs import configure_logging, get_logger
 
 RECORDER_VERSION = "mmbot-recorder 1"
@@ -71,4 +71,9 @@ def record_command(venue: str, symbol: str, out: Path, duration_s: float | None,
                "disconnects": feed.disconnects, "sequence_gaps": stats.gaps,
                "checksum_errors": stats.checksum_errors, "malformed": stats.malformed}
     sys.stderr.write(f"recorded {recorder.frames} frames into {len(recorder.parts)} file(s)\n")
+    if not recorder.frames:
+        # No file was written: a run that recorded nothing has failed (exit 1), it did not
+        # record an empty market.
+        raise VenueError(f"recorded nothing: no frame from {venue} {symbol} "
+                         f"({feed.disconnects} failed connection attempt(s); see the log)")
     return summary
