@@ -75,5 +75,5 @@ def record_command(venue: str, symbol: str, out: Path, duration_s: float | None,
         # No file was written: a run that recorded nothing has failed (exit 1), it did not
         # record an empty market.
         raise VenueError(f"recorded nothing: no frame from {venue} {symbol} "
-                         f"({feed.disconnects} failed connection attempt(s); see the log)")
+                         f"({feed.disconnects} failed connection attempt(s), logged above)")
     return summary
