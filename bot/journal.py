@@ -12,6 +12,7 @@ reads back in the order things happened.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -174,8 +175,16 @@ class Journal:
         self._pending = 0
 
     def close(self) -> None:
-        """Flush and close the database."""
+        """Flush and close the database.
+
+        A journal closed in order goes back to a plain rollback journal: the log is written
+        into the database file and removed, so readers (``mmbot report`` opens it read-only)
+        leave no ``-wal``/``-shm`` files beside it. Reopened, it writes ahead again; one left
+        open by a crash keeps its log, which readers and the restart take in.
+        """
         self.flush()
+        with contextlib.suppress(sqlite3.OperationalError):  # another connection has it open
+            self._db.execute("PRAGMA journal_mode=DELETE")
         self._db.close()
 
 
