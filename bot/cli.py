@@ -252,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _print_json(summary)
             else:
                 sys.stdout.write(json.dumps(summary, indent=2) + "\n")
-            return EXIT_OK
+            return EXIT_RUNTIME if summary.get("interrupted") else EXIT_OK
         if args.verb == "record":
             from bot.record import record_command
 
@@ -341,6 +341,8 @@ def _exit_for(exc: BaseException) -> int:
         return EXIT_USAGE
     if isinstance(exc, MmbotError):
         sys.stderr.write(f"mmbot: error: {exc}\n")
+    else:
+        sys.stderr.write("mmbot: interrupted\n")
     return EXIT_RUNTIME
 
 

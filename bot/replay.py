@@ -7,7 +7,10 @@ config. ``--speed 1`` paces the frames to the recorded wall time instead of runn
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -234,6 +237,7 @@ class ReplayResult:
     elapsed_s: float
     latencies_ns: list[int] = field(default_factory=list)
     command_latencies_ns: list[int] = field(default_factory=list)
+    interrupted: bool = False  # stopped by ``stop`` before the recordings' end
 
 
 def recorded_events(source: Source) -> Iterator[MarketEvent]:
@@ -298,6 +302,7 @@ def run_replay(
     measure_latency: bool = False,
     progress: Callable[[int, float], None] | None = None,
     warmup: Sequence[Path] = (),
+    stop: Callable[[], bool] | None = None,
 ) -> ReplayResult:
     """Replay ``source`` through the engine; return the engine and counters.
 
@@ -309,6 +314,8 @@ def run_replay(
         measure_latency: record tick-to-quote latency (raw frame in -> commands out) for
             every frame that updated the book.
         progress: called about twice a second with (messages, fraction of bytes read).
+        stop: asked before each frame; True ends the replay there, as if the recordings
+            ended (orders cancelled, the run finished), with ``interrupted`` set.
     """
     settings = for_source(settings, source)
     rules = find_rules(source, settings)
@@ -332,15 +339,24 @@ def run_replay(
     started = time.perf_counter()
     next_progress = started + 0.5
     first_ts: int | None = None
+    interrupted = False
     try:
         for frame in iter_frames(source.paths):
+            if stop is not None and stop():
+                interrupted = True
+                break
             if speed is not None and frame.ts_local_ns:
                 if first_ts is None:
                     first_ts = frame.ts_local_ns
                 wait = (frame.ts_local_ns - first_ts) / NS / speed - (time.perf_counter()
                                                                       - started)
-                if wait > 0:
-                    time.sleep(wait)
+                while wait > 0 and not (stop is not None and stop()):
+                    time.sleep(min(wait, 0.2))  # a stop is seen within 0.2 s
+                    wait = (frame.ts_local_ns - first_ts) / NS / speed - (
+                        time.perf_counter() - started)
+                if stop is not None and stop():
+                    interrupted = True
+                    break
             if measure_latency:
                 # Venue callbacks due before this frame (acks after latency) are earlier
                 # events: run them first so they are not billed to this frame.
@@ -370,7 +386,7 @@ def run_replay(
         if journal is not None:
             journal.close()
     return ReplayResult(engine, router, router.messages, time.perf_counter() - started,
-                        latencies, command_latencies)
+                        latencies, command_latencies, interrupted)
 
 
 def replay_summary(result: ReplayResult, source: Source, settings: Settings,
@@ -399,6 +415,7 @@ def replay_summary(result: ReplayResult, source: Source, settings: Settings,
         "malformed": feed.malformed + result.router.bad_frames,
         "elapsed_s": result.elapsed_s,
         "messages_per_s": result.messages / result.elapsed_s if result.elapsed_s > 0 else 0.0,
+        "interrupted": result.interrupted,
     }
     rest = run_summary(engine, settings, "replay")
     summary = {**core, **{k: v for k, v in rest.items() if k not in core},
@@ -456,6 +473,31 @@ def run_benchmark(source: Source, settings: Settings, run: RunDir,
     return summary
 
 
+@contextlib.contextmanager
+def _ctrl_c_stops() -> Iterator[Callable[[], bool]]:
+    """While open, a first Ctrl-C (SIGINT) asks the replay to stop at the next frame (the
+    predicate yielded turns True); a second one interrupts at once. Left alone when SIGINT is
+    not Python's default (ignored, or handled by the caller) or off the main thread."""
+    asked = False
+
+    def on_sigint(_signum: int, _frame: Any) -> None:
+        nonlocal asked
+        if asked:
+            raise KeyboardInterrupt
+        asked = True
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if main else None
+    own = previous is signal.default_int_handler
+    if own:
+        signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield lambda: asked
+    finally:
+        if own:
+            signal.signal(signal.SIGINT, previous)
+
+
 def replay_command(paths: Sequence[Path], config: Path | None, overrides: dict[str, Any],
                    venue: str | None, symbol: str | None, speed: float | None,
                    json_output: bool, warmup: Sequence[Path] = (),
@@ -469,12 +511,18 @@ def replay_command(paths: Sequence[Path], config: Path | None, overrides: dict[s
     run = make_run_dir(settings, "replay")
     configure_logging("warning" if json_output else settings.run.log_level, run.log)
     show = sys.stderr.isatty() and not (json_output and not sys.stdout.isatty())
-    result = run_replay(source, settings, run, speed=speed,
-                        progress=_progress_bar if show else None, warmup=warmup)
+    with _ctrl_c_stops() as stopped:
+        result = run_replay(source, settings, run, speed=speed,
+                            progress=_progress_bar if show else None, warmup=warmup,
+                            stop=stopped)
     if show:
         sys.stderr.write("\n")
     summary = replay_summary(result, source, settings, run)
-    if settings.benchmark.enabled:
+    if result.interrupted:
+        # The benchmark would replay the whole recordings: the comparison would be unfair.
+        sys.stderr.write(f"replay interrupted after {result.messages:,} messages: the "
+                         "results cover those only\n")
+    elif settings.benchmark.enabled:
         bench = run_benchmark(source, settings, run, result.engine.tick_size)
         if bench is not None:
             summary["benchmark"] = {k: bench[k] for k in (

@@ -327,3 +327,56 @@ def test_reusing_unchanged_decisions_gives_the_same_run(
     cached = summary()
     monkeypatch.setattr(bot.app, "time_invariant", lambda _settings: False)
     assert summary() == cached
+
+
+def test_a_stopped_replay_ends_at_a_frame_boundary_and_says_so(shared_data: Path) -> None:
+    path = shared_data / "hftbacktest" / "usdm" / "btcusdt_20240808.gz"
+    source = resolve_source([path], None, None)
+    settings = load_settings(None, {}, environ={})
+    asked = 0
+
+    def stop() -> bool:
+        nonlocal asked
+        asked += 1
+        return asked > 5_000
+
+    result = run_replay(source, settings, None, stop=stop)
+    assert result.interrupted
+    assert result.messages == 5_000
+    assert result.engine.stats.fills > 0
+    assert not result.engine.orders.orders, "the run was finished: every order cancelled"
+    assert replay_summary(result, source, settings, None)["interrupted"] is True
+    whole = run_replay(source, settings, None)
+    assert not whole.interrupted and whole.messages == 93_954
+
+
+def test_ctrl_c_stops_a_paced_replay_with_partial_results(shared_data: Path,
+                                                          tmp_path: Path) -> None:
+    import signal
+    import time
+
+    path = shared_data / "hftbacktest" / "usdm" / "btcusdt_20240808.gz"
+    out = tmp_path / "runs"
+    # SIGINT as a terminal sends it (a background job of a script would ignore it).
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "replay", str(path), "--speed", "1", "--json",
+         "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while not (out.exists() and any(out.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.5)  # a second or so of the recording, paced
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+
+    assert proc.returncode == 1, stderr
+    assert "replay interrupted after" in stderr and "Traceback" not in stderr
+    summary = json.loads(stdout)
+    assert summary["interrupted"] is True
+    assert 0 < summary["messages"] < 93_954
+    assert "benchmark" not in summary  # a whole-recording benchmark would not compare
+    (run,) = out.iterdir()
+    assert json.loads((run / "summary.json").read_text())["interrupted"] is True
+    # The journal was closed in order: nothing beside it, even after the report read it.
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith("journal")) == [
+        "journal.sqlite"]
