@@ -107,18 +107,15 @@ async def test_recording_a_live_feed_replays_to_the_same_book(
 async def test_paper_without_market_data_stops_at_its_duration_with_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from test_record import REFUSED, usdm_parser_at
+
     from bot.errors import DataError
 
-    # Nothing listens on the port: every connection is refused, and the feed retries.
     settings = load_settings(None, {"market": {"venue": "binance-usdm", "symbol": "BTCUSDT"}},
                              environ={})
-
-    def parser(venue_name: str, symbol: str, touch_first: bool = False,
-               **_: Any) -> BinanceParser:
-        return BinanceParser(symbol, "usdm", depth_speed_ms=0, ws_base="ws://127.0.0.1:9",
-                             rest_base="http://127.0.0.1:9", touch_levels=TOUCH_LEVELS)
-
-    monkeypatch.setattr(bot.paper, "make_parser", parser)
+    # Every connection is refused, and the feed retries.
+    monkeypatch.setattr(bot.paper, "make_parser",
+                        usdm_parser_at(*REFUSED, touch_levels=TOUCH_LEVELS))
     journal = Journal(tmp_path / "journal.sqlite")
     session = PaperSession(settings, journal, get_logger())
     loop = asyncio.get_running_loop()

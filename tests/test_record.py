@@ -46,11 +46,17 @@ def venue_in_thread(make: Callable[[], FakeBinance]) -> Iterator[FakeBinance]:
         loop.close()
 
 
-def _parser_at(ws_base: str, rest_base: str) -> Callable[..., BinanceParser]:
+# An address nothing listens on: every connection is refused at once.
+REFUSED = ("ws://127.0.0.1:9", "http://127.0.0.1:9")
+
+
+def usdm_parser_at(ws_base: str, rest_base: str,
+                   **options: Any) -> Callable[..., BinanceParser]:
+    """A ``make_parser`` stand-in: the BTCUSDT USD-M parser, its websocket and REST at a fake."""
     def make(venue: str, symbol: str, **_: Any) -> BinanceParser:
         assert (venue, symbol) == ("binance-usdm", "BTCUSDT")
         return BinanceParser(symbol, "usdm", depth_speed_ms=0, ws_base=ws_base,
-                             rest_base=rest_base)
+                             rest_base=rest_base, **options)
     return make
 
 
@@ -60,7 +66,8 @@ def test_record_writes_a_recording_that_replays(shared_data: Path, tmp_path: Pat
                                 1500)
     out = tmp_path / "rec.jsonl.gz"
     with venue_in_thread(lambda: FakeBinance(capture, pace_s=0.0005)) as venue:
-        monkeypatch.setattr(bot.record, "make_parser", _parser_at(venue.ws_base, venue.rest_base))
+        monkeypatch.setattr(bot.record, "make_parser",
+                            usdm_parser_at(venue.ws_base, venue.rest_base))
         summary = record_command("binance-usdm", "BTCUSDT", out, duration_s=3.0)
 
     assert summary["files"] == [str(out)]
@@ -78,9 +85,7 @@ def test_record_writes_a_recording_that_replays(shared_data: Path, tmp_path: Pat
 def test_record_that_receives_nothing_fails_with_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Nothing listens on the port: every connection is refused.
-    monkeypatch.setattr(bot.record, "make_parser",
-                        _parser_at("ws://127.0.0.1:9", "http://127.0.0.1:9"))
+    monkeypatch.setattr(bot.record, "make_parser", usdm_parser_at(*REFUSED))
     out = tmp_path / "rec.jsonl.gz"
     with pytest.raises(VenueError, match=r"recorded nothing: no frame from binance-usdm "
                                          r"BTCUSDT \([1-9]\d* failed connection attempt"):
